@@ -1,0 +1,1 @@
+"""The ``pathgen`` command line: a thin typer layer over library calls."""

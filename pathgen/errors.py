@@ -1,0 +1,90 @@
+"""Exception tree for pathgen.
+
+Every error a user can cause or meet derives from :class:`PathgenError` and
+carries the data needed to say what went wrong and what to do about it::
+
+    PathgenError
+    ├── ConfigError           invalid pathgen.toml or environment override
+    ├── SlideError            a slide cannot be opened, has no µm/px, no tissue, ...
+    ├── ModelLoadError        a CLIP checkpoint or config cannot be loaded
+    ├── LLMError              a provider call failed
+    │   ├── RateLimited       429 / quota, with an optional retry delay
+    │   ├── ProviderError     5xx, timeout, connection error, bad request
+    │   └── BadOutput         the model answered, but not with usable text
+    ├── StoreError            database problems
+    │   └── ImmutableRevisionError   an attempt to change or delete a stored revision
+    └── ExportError           an export cannot be written
+"""
+
+from __future__ import annotations
+
+
+class PathgenError(Exception):
+    """Root of every pathgen error; ``str(err)`` is a one-line user message."""
+
+
+class ConfigError(PathgenError):
+    """The configuration file or an environment override is invalid."""
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+        self.path = path
+        self.key = key
+        where = ""
+        if path:
+            where += f"{path}: "
+        if key:
+            where += f"{key}: "
+        super().__init__(f"{where}{message}")
+
+
+class SlideError(PathgenError):
+    """A slide cannot be used; ``reason`` is a short machine-readable code."""
+
+    def __init__(self, slide: str, reason: str, message: str) -> None:
+        self.slide = slide
+        self.reason = reason
+        super().__init__(f"{slide}: {message}")
+
+
+class ModelLoadError(PathgenError):
+    """A CLIP model, checkpoint or model config could not be loaded."""
+
+
+class LLMError(PathgenError):
+    """A call to an LLM or VLM provider failed."""
+
+
+class RateLimited(LLMError):
+    """The provider throttled the call; ``retry_after`` is seconds, if it said."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ProviderError(LLMError):
+    """Server error, timeout, connection error or rejected request."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class BadOutput(LLMError):
+    """The provider answered but the output is unusable (empty, refusal, unparsable)."""
+
+    def __init__(self, message: str, raw: str | None = None) -> None:
+        self.raw = raw
+        super().__init__(message)
+
+
+class StoreError(PathgenError):
+    """A database operation failed."""
+
+
+class ImmutableRevisionError(StoreError):
+    """Stored caption revisions are append-only: write a new revision instead."""
+
+
+class ExportError(PathgenError):
+    """An export could not be written."""

@@ -1,0 +1,1 @@
+"""LLM/VLM providers behind one protocol: openai-compatible, mistral and offline."""

@@ -1,0 +1,62 @@
+"""The provider protocol every LLM/VLM adapter implements, and its data types.
+
+Stages build a :class:`ChatRequest` (pure), hand it to an :class:`LLMClient`, and
+parse the :class:`ChatResult` (pure). Adapters raise only :mod:`pathgen.errors`
+LLM errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image sent to a VLM, as JPEG bytes (already resized by the caller or adapter)."""
+
+    jpeg: bytes
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    text: str
+    images: tuple[ImagePart, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[Message, ...]
+    model: str
+    temperature: float = 0.2
+    max_tokens: int = 512
+    #: Free-form hints for offline/rule providers (e.g. the stage name); never sent over HTTP.
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    model: str
+    provider: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+    attempts: int = 1
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """One client per provider configuration; safe to share between tasks."""
+
+    provider: str
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        """Run one chat completion or raise an :class:`pathgen.errors.LLMError`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

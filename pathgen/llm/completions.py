@@ -1,0 +1,154 @@
+"""Wire format shared by OpenAI-compatible and Mistral chat completions.
+
+Pure helpers: request messages to JSON, response JSON to :class:`ChatResult`, and
+HTTP status / ``Retry-After`` to the :mod:`pathgen.errors` LLM errors.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pathgen.errors import BadOutput, LLMError, ProviderError, RateLimited
+from pathgen.llm.base import ChatRequest, ChatResult
+from pathgen.llm.images import data_url
+
+class Refused(BadOutput):
+    """The model declined to answer (``message.refusal`` or a content filter); not retried."""
+
+
+#: Mistral wants ``"image_url": "<url>"``, OpenAI ``"image_url": {"url": "<url>"}``.
+ImageStyle = Callable[[str], Any]
+
+
+def openai_image(url: str) -> dict[str, str]:
+    """OpenAI's image_url value."""
+    return {"url": url}
+
+
+def mistral_image(url: str) -> str:
+    """Mistral's image_url value."""
+    return url
+
+
+def messages_json(request: ChatRequest, image_style: ImageStyle) -> list[dict[str, Any]]:
+    """The ``messages`` array; images become base64 JPEG data URLs after the text."""
+    out: list[dict[str, Any]] = []
+    for msg in request.messages:
+        if not msg.images:
+            out.append({"role": msg.role, "content": msg.text})
+            continue
+        parts: list[dict[str, Any]] = [{"type": "text", "text": msg.text}] if msg.text else []
+        for image in msg.images:
+            parts.append({"type": "image_url", "image_url": image_style(data_url(image))})
+        out.append({"role": msg.role, "content": parts})
+    return out
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP-date)."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def error_for_status(
+    status: int,
+    headers: Mapping[str, str],
+    body: str,
+    *,
+    provider: str,
+    api_key_env: str | None,
+) -> LLMError:
+    """Map an HTTP error status to the error the retry policy understands."""
+    detail = body.strip().replace("\n", " ")[:300]
+    if status == 429:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        return RateLimited(f"{provider}: rate limited (HTTP 429): {detail}", retry_after)
+    if status == 401:
+        where = f"${api_key_env}" if api_key_env else "the api_key_env variable"
+        return ProviderError(
+            f"{provider}: unauthorized (HTTP 401): check the API key in {where}",
+            retryable=False,
+        )
+    if status == 403:
+        return ProviderError(
+            f"{provider}: forbidden (HTTP 403): the key lacks access to this model: {detail}",
+            retryable=False,
+        )
+    if status == 404:
+        return ProviderError(
+            f"{provider}: not found (HTTP 404): check base_url and model: {detail}",
+            retryable=False,
+        )
+    if status in (408, 409) or status >= 500:
+        return ProviderError(f"{provider}: server error (HTTP {status}): {detail}")
+    return ProviderError(
+        f"{provider}: request rejected (HTTP {status}): {detail}",
+        retryable=False,
+    )
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # Mistral may answer with content chunks
+        return "".join(c.get("text", "") for c in content if isinstance(c, dict))
+    return str(content)
+
+
+def result_from_payload(
+    data: Any,
+    *,
+    provider: str,
+    model: str,
+    latency_s: float,
+) -> ChatResult:
+    """Build a :class:`ChatResult` from a parsed chat-completion body.
+
+    Raises ``ProviderError`` (retryable) for a body without choices, and
+    :class:`BadOutput` for a refusal or empty content.
+    """
+    try:
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+        finish = choice.get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ProviderError(f"{provider}: malformed response (no choices)") from None
+    usage = data.get("usage") or {}
+    refusal = message.get("refusal")
+    text = _text_of(message.get("content"))
+    if refusal or finish == "content_filter":
+        raise Refused(
+            f"{provider}: the model refused (finish_reason={finish}): {refusal or ''}".strip(),
+            raw=refusal or text or None,
+        )
+    if not text.strip():
+        raise BadOutput(f"{provider}: empty content (finish_reason={finish})", raw=text)
+    return ChatResult(
+        text=text,
+        model=data.get("model") or model,
+        provider=provider,
+        input_tokens=int(usage.get("prompt_tokens") or 0),
+        output_tokens=int(usage.get("completion_tokens") or 0),
+        latency_s=latency_s,
+        finish_reason=finish,
+    )
+
+

@@ -1,0 +1,148 @@
+"""Prompt templates: Jinja2 files in the repository's ``prompts/`` folder, loaded by name.
+
+Every rendered prompt comes with its :class:`Template` (name, source and sha256 of the
+source) so each stored output can say exactly which prompt produced it.
+
+A template may hold a system part and a user part as two blocks::
+
+    {% block system %}You are a pathologist.{% endblock %}
+    {% block user %}Describe the image.{% endblock %}
+
+:func:`render_parts` returns the blocks separately; :func:`render` returns the whole
+rendered text (useful for single-part templates). Undefined variables are errors
+(``StrictUndefined``) whose message names the template.
+
+Example::
+
+    parts, template = render_parts("describe_v1", report=None, caption=None, examples=[])
+    parts.system, parts.user, template.sha256
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from pathgen.errors import ConfigError
+
+TEMPLATE_SUFFIX = ".jinja2"
+
+
+def default_prompts_dir() -> Path:
+    """The repository's ``prompts/`` folder (next to the ``pathgen`` package)."""
+    import pathgen
+
+    return Path(pathgen.__file__).resolve().parents[1] / "prompts"
+
+
+@dataclass(frozen=True)
+class Template:
+    """One prompt template file: its name (without suffix), source text and sha256."""
+
+    name: str
+    source: str
+    sha256: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    """A rendered prompt split into its system part (may be empty) and user part."""
+
+    system: str
+    user: str
+
+
+def _normalise_name(name: str) -> str:
+    return name[: -len(TEMPLATE_SUFFIX)] if name.endswith(TEMPLATE_SUFFIX) else name
+
+
+@lru_cache(maxsize=16)
+def _environment(root: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
+
+
+def load_template(name: str, prompts_dir: Path | str | None = None) -> Template:
+    """Read the template ``name`` (e.g. ``"describe_v1"``) from ``prompts_dir``.
+
+    Raises :class:`ConfigError` naming the missing file.
+    """
+    root = Path(prompts_dir) if prompts_dir is not None else default_prompts_dir()
+    short = _normalise_name(name)
+    path = root / f"{short}{TEMPLATE_SUFFIX}"
+    if not path.is_file():
+        raise ConfigError(
+            f"prompt template {short!r} not found: create {path} or fix the stage's "
+            "'template' setting",
+            path=str(path),
+        )
+    source = path.read_text(encoding="utf-8")
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+    return Template(name=short, source=source, sha256=digest, path=path)
+
+
+def _compile(template: Template) -> jinja2.Template:
+    env = _environment(template.path.parent.resolve())
+    try:
+        return env.from_string(template.source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(
+            f"prompt template {template.name!r} has a syntax error at line {exc.lineno}: "
+            f"{exc.message}",
+            path=str(template.path),
+        ) from None
+
+
+def _undefined_error(template: Template, exc: jinja2.UndefinedError) -> ConfigError:
+    return ConfigError(
+        f"prompt template {template.name!r} needs a variable the stage did not pass: {exc.message}",
+        path=str(template.path),
+    )
+
+
+def render(
+    name: str, prompts_dir: Path | str | None = None, **context: Any
+) -> tuple[str, Template]:
+    """Render the whole template ``name`` with ``context``; return ``(text, template)``."""
+    template = load_template(name, prompts_dir)
+    compiled = _compile(template)
+    try:
+        text = compiled.render(**context)
+    except jinja2.UndefinedError as exc:
+        raise _undefined_error(template, exc) from None
+    return text.strip(), template
+
+
+def render_parts(
+    name: str, prompts_dir: Path | str | None = None, **context: Any
+) -> tuple[PromptParts, Template]:
+    """Render the ``system`` and ``user`` blocks of ``name`` separately.
+
+    A template without a ``user`` block is rendered whole as the user part; a missing
+    ``system`` block gives an empty system part.
+    """
+    template = load_template(name, prompts_dir)
+    compiled = _compile(template)
+    try:
+        if "user" not in compiled.blocks:
+            return PromptParts(system="", user=compiled.render(**context).strip()), template
+        ctx = compiled.new_context(dict(context))
+        user = "".join(compiled.blocks["user"](ctx)).strip()
+        system = ""
+        if "system" in compiled.blocks:
+            system = "".join(compiled.blocks["system"](compiled.new_context(dict(context))))
+    except jinja2.UndefinedError as exc:
+        raise _undefined_error(template, exc) from None
+    return PromptParts(system=system.strip(), user=user), template

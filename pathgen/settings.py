@@ -1,0 +1,193 @@
+"""One typed settings object, loaded from ``pathgen.toml`` plus environment overrides.
+
+Secrets (API keys) are never read from the file: a stage names the environment
+variable that holds its key (``api_key_env``), and the key is read at call time.
+
+Example::
+
+    settings = load_settings("pathgen.toml")
+    settings.database.url
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pathgen.errors import ConfigError
+
+DEFAULT_CONFIG = "pathgen.toml"
+DEFAULT_DB_URL = "sqlite+aiosqlite:///pathgen.db"
+
+#: Environment variables that override single settings: name -> dotted key.
+ENV_OVERRIDES: dict[str, str] = {
+    "PATHGEN_DB_URL": "database.url",
+    "PATHGEN_DATA_DIR": "run.data_dir",
+    "PATHGEN_MANIFEST": "run.manifest",
+}
+
+_SUPPORTED_DB_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = DEFAULT_DB_URL
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in _SUPPORTED_DB_SCHEMES:
+            raise ValueError(
+                f"unsupported database URL {value!r}: use sqlite+aiosqlite:///path.db "
+                "or postgresql+asyncpg://user@host/dbname"
+            )
+        return value
+
+
+class RunSettings(_Section):
+    name: str | None = None
+    manifest: str | None = None
+    data_dir: str = "pathgen-data"
+    organ: str | None = None
+
+
+class TissueSettings(_Section):
+    detection_mpp: float = Field(8.0, gt=0)
+    median_blur: int = Field(7, ge=1)
+    saturation_floor: int = Field(20, ge=0, le=255)
+    close_um: float = Field(64.0, ge=0)
+    min_object_um2: float = Field(40_000.0, ge=0)
+    min_hole_um2: float = Field(20_000.0, ge=0)
+
+
+class TilingSettings(_Section):
+    mpp: float = Field(0.5, gt=0)
+    tile_size: int = Field(336, ge=8)
+    min_tissue: float = Field(0.5, ge=0, le=1)
+    assume_mpp: float | None = Field(None, gt=0)
+    workers: int = Field(2, ge=1)
+    preview_dir: str | None = None
+    tissue: TissueSettings = TissueSettings()
+
+
+class ModelSettings(_Section):
+    name: str = "ViT-B-16"
+    pretrained: str | None = None
+    config_json: str | None = None
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    batch_size: int = Field(64, ge=1)
+    reader_threads: int = Field(2, ge=1)
+
+
+class SelectionSettings(_Section):
+    top_k: int = Field(64, ge=0)
+    kmeans_k: int | None = Field(None, ge=1)
+    max_diverse: int = Field(256, ge=0)
+    kmeans_max_iter: int = Field(100, ge=1)
+    kmeans_tol: float = Field(1e-4, ge=0)
+    duplicate_threshold: float = Field(0.88, gt=0, le=1)
+    seed: int = 0
+    llm_prompts: bool = False
+
+
+class StageSettings(_Section):
+    provider: Literal["offline", "openai", "mistral"] = "offline"
+    model: str = "offline"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float = Field(0.2, ge=0, le=2)
+    max_tokens: int = Field(512, ge=1)
+    template: str | None = None
+    price_input_per_1k: float = Field(0.0, ge=0)
+    price_output_per_1k: float = Field(0.0, ge=0)
+    max_concurrency: int = Field(16, ge=1)
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    image_max_side: int = Field(672, ge=32)
+    mode: Literal["rules", "llm"] = "rules"
+
+
+class CaptionSettings(_Section):
+    describe: StageSettings = StageSettings()
+    degrade: StageSettings = StageSettings()
+    revise: StageSettings = StageSettings()
+    summarize: StageSettings = StageSettings(max_tokens=128)
+    degrade_copies: int = Field(1, ge=0)
+    max_clip_tokens: int = Field(77, ge=8)
+
+
+class WorkerSettings(_Section):
+    concurrency: int = Field(8, ge=1)
+    lease_s: float = Field(120.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+
+
+class Settings(_Section):
+    database: DatabaseSettings = DatabaseSettings()
+    run: RunSettings = RunSettings()
+    tiling: TilingSettings = TilingSettings()
+    model: ModelSettings = ModelSettings()
+    selection: SelectionSettings = SelectionSettings()
+    captioning: CaptionSettings = CaptionSettings()
+    workers: WorkerSettings = WorkerSettings()
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-ready copy for the run record (holds no secrets by construction)."""
+        return self.model_dump(mode="json")
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _describe_validation_error(err: ValidationError, path: str) -> ConfigError:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return ConfigError("unknown key (check the spelling)", path=path, key=key)
+    msg = first["msg"].removeprefix("Value error, ")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        got = type(first.get("input")).__name__
+        msg = f"{msg} (got {got} {first.get('input')!r})"
+    return ConfigError(msg, path=path, key=key)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read ``path`` (or ``./pathgen.toml`` when it exists), apply env overrides, validate.
+
+    Raises :class:`ConfigError` naming the file and key on any problem.
+    """
+    data: dict[str, Any] = {}
+    shown = str(path) if path is not None else DEFAULT_CONFIG
+    file = Path(path) if path is not None else Path(DEFAULT_CONFIG)
+    if path is not None and not file.exists():
+        raise ConfigError("file not found", path=shown)
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", path=shown) from None
+    for env, dotted in ENV_OVERRIDES.items():
+        if os.environ.get(env):
+            _set_dotted(data, dotted, os.environ[env])
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _describe_validation_error(exc, shown) from None

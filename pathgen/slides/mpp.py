@@ -1,0 +1,75 @@
+"""Resolve a slide's resolution in µm per pixel, and say where it came from.
+
+Order: ``openslide.mpp-x``/``mpp-y`` → vendor objective power (10 / power, so
+40x → 0.25 µm/px) → the manifest's mpp → ``assume_mpp``. Values outside
+:data:`PLAUSIBLE_MPP` are ignored: a generic TIFF written by an image editor
+carries a 72 dpi "resolution" (352.8 µm/px) that is not a microscope scan.
+
+Example::
+
+    mpp, source = resolve_mpp(reader, manifest_mpp=None, assume_mpp=0.5)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pathgen.errors import SlideError
+from pathgen.slides.reader import SlideReader
+
+MppSource = Literal["openslide", "objective_power", "manifest", "assumed"]
+
+#: Range of µm/px accepted as a real microscope resolution (inclusive bounds).
+PLAUSIBLE_MPP = (0.01, 100.0)
+
+
+def _plausible(value: float | None) -> bool:
+    return value is not None and PLAUSIBLE_MPP[0] <= value <= PLAUSIBLE_MPP[1]
+
+
+def _float(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def resolve_mpp(
+    reader: SlideReader,
+    manifest_mpp: float | None = None,
+    assume_mpp: float | None = None,
+) -> tuple[float, MppSource]:
+    """Return ``(mpp, source)`` for the slide; raise ``SlideError(reason="no_mpp")``.
+
+    With different x and y resolutions the mean is used when they differ by less than
+    5 %, otherwise the slide is rejected (non-square pixels are not supported).
+    """
+    props = reader.properties
+    mpp_x = _float(props.get("openslide.mpp-x"))
+    mpp_y = _float(props.get("openslide.mpp-y"))
+    found = [v for v in (mpp_x, mpp_y) if v is not None and _plausible(v)]
+    if found:
+        x, y = found[0], found[-1]
+        if abs(x - y) > 0.05 * max(x, y):
+            raise SlideError(
+                reader.path,
+                "no_mpp",
+                f"non-square pixels (mpp-x {x}, mpp-y {y}) are not supported",
+            )
+        return (x + y) / 2, "openslide"
+    power = _float(props.get("openslide.objective-power"))
+    if power is not None and _plausible(10.0 / power):
+        return 10.0 / power, "objective_power"
+    if manifest_mpp is not None and manifest_mpp > 0:
+        return float(manifest_mpp), "manifest"
+    if assume_mpp is not None and assume_mpp > 0:
+        return float(assume_mpp), "assumed"
+    raise SlideError(
+        reader.path,
+        "no_mpp",
+        "the slide records no µm/px resolution or objective power: "
+        "pass --assume-mpp or add an mpp column to the manifest",
+    )

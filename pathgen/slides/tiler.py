@@ -1,0 +1,279 @@
+"""The tiling stage: slide → tissue mask → tile grid → validated tiles.
+
+Example::
+
+    params = TilingParams(mpp=0.5, tile_size=336)
+    result = tile_slide("slide.svs", params)
+    for outcome in tile_slides(["a.svs", "b.ndpi"], params, workers=2):
+        print(outcome.path, outcome.status, outcome.reason)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pathgen.errors import SlideError
+from pathgen.slides.fingerprint import fingerprint_slide
+from pathgen.slides.grid import TileSpec, build_grid
+from pathgen.slides.mpp import MppSource, resolve_mpp
+from pathgen.slides.reader import Bounds, SlideReader, open_slide, read_tile
+from pathgen.slides.tissue import TissueMask, TissueParams, detect_tissue
+
+#: Bump when the tiling algorithm changes in a way that changes its output.
+TILING_VERSION = 1
+
+#: A slide is "corrupt" when more than this fraction of its kept tiles cannot be read.
+CORRUPT_FRACTION = 0.5
+
+#: Tiles per unit of work handed to a reader thread (keeps neighbours together).
+CHUNK = 16
+
+SlideInput = str | os.PathLike[str] | tuple[str | os.PathLike[str], float | None]
+
+
+@dataclass(frozen=True)
+class TilingParams:
+    """Everything that determines a slide's tiles; ``params_hash()`` identifies it."""
+
+    mpp: float = 0.5
+    tile_size: int = 336
+    min_tissue: float = 0.5
+    assume_mpp: float | None = None
+    tissue: TissueParams = field(default_factory=TissueParams)
+
+    def __post_init__(self) -> None:
+        if self.mpp <= 0 or self.tile_size < 1 or not 0 <= self.min_tissue <= 1:
+            raise ValueError(
+                f"invalid tiling parameters: mpp={self.mpp} (> 0), tile_size={self.tile_size} "
+                f"(>= 1), min_tissue={self.min_tissue} (0..1)"
+            )
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> TilingParams:
+        """Build from ``pathgen.settings.TilingSettings``."""
+        return cls(
+            mpp=float(settings.mpp),
+            tile_size=int(settings.tile_size),
+            min_tissue=float(settings.min_tissue),
+            assume_mpp=None if settings.assume_mpp is None else float(settings.assume_mpp),
+            tissue=TissueParams.from_settings(settings.tissue),
+        )
+
+    def params_hash(self) -> str:
+        """Stable 16-hex-digit hash of the parameters and the algorithm version."""
+        data = {"version": TILING_VERSION, **asdict(self)}
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SlideInfo:
+    """What the tiling stage learned about a slide."""
+
+    path: str
+    vendor: str
+    width: int
+    height: int
+    level_count: int
+    mpp: float
+    mpp_source: MppSource
+    fingerprint: str
+    bounds: Bounds
+
+
+@dataclass(frozen=True, eq=False)
+class TilingResult:
+    """Kept tiles of one slide, the tiles that failed to read and the tissue mask."""
+
+    slide: SlideInfo
+    params: TilingParams
+    tiles: list[TileSpec]
+    failed_tiles: list[TileSpec]
+    grid_size: int
+    tissue: TissueMask
+    seconds: float
+
+    @property
+    def params_hash(self) -> str:
+        """Hash of the parameters the slide was tiled with."""
+        return self.params.params_hash()
+
+    @property
+    def n_failed(self) -> int:
+        """Number of tiles dropped because their pixels could not be read."""
+        return len(self.failed_tiles)
+
+
+@dataclass(frozen=True, eq=False)
+class TilingOutcome:
+    """Result of one slide in :func:`tile_slides`: ``tiled`` with a result, or ``failed``."""
+
+    path: str
+    status: Literal["tiled", "failed"]
+    result: TilingResult | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+class _Handle:
+    """The shared reader of a slide, reopened after a read error (OpenSlide errors stick)."""
+
+    def __init__(self, reader: SlideReader) -> None:
+        self.reader = reader
+        self._lock = threading.Lock()
+
+    def reopen(self, failed: SlideReader) -> None:
+        with self._lock:
+            if self.reader is failed:
+                self.reader = open_slide(failed.path)
+
+
+def _validate_chunk(handle: _Handle, chunk: list[TileSpec]) -> list[TileSpec]:
+    failed: list[TileSpec] = []
+    for t in chunk:
+        reader = handle.reader
+        try:
+            read_tile(reader, t.x, t.y, t.size_l0, t.out_px)
+        except Exception:
+            failed.append(t)
+            handle.reopen(reader)
+    return failed
+
+
+def _validate(reader: SlideReader, tiles: list[TileSpec], threads: int) -> list[TileSpec]:
+    handle = _Handle(reader)
+    if threads <= 1 or len(tiles) <= CHUNK:
+        return _validate_chunk(handle, tiles)
+    chunks = [tiles[i : i + CHUNK] for i in range(0, len(tiles), CHUNK)]
+    with ThreadPoolExecutor(threads, thread_name_prefix="tile-read") as pool:
+        return [t for part in pool.map(lambda c: _validate_chunk(handle, c), chunks) for t in part]
+
+
+def tile_slide(
+    path: str | os.PathLike[str],
+    params: TilingParams,
+    manifest_mpp: float | None = None,
+    *,
+    threads: int = 1,
+    reader: SlideReader | None = None,
+) -> TilingResult:
+    """Tile one slide and read every kept tile once with ``threads`` concurrent readers.
+
+    Raises :class:`SlideError` with reason ``missing``, ``unsupported``, ``no_mpp``,
+    ``too_small``, ``no_tissue`` or ``corrupt``.
+    """
+    start = time.perf_counter()
+    name = str(path)
+    reader = reader or open_slide(path)
+    mpp, source = resolve_mpp(reader, manifest_mpp, params.assume_mpp)
+    bounds = reader.bounds
+    step = params.tile_size * params.mpp / mpp
+    if bounds.width < step or bounds.height < step:
+        raise SlideError(
+            name,
+            "too_small",
+            f"scanned area {bounds.width}x{bounds.height} px at {mpp:.3g} µm/px is smaller "
+            f"than one {params.tile_size} px tile at {params.mpp} µm/px ({step:.0f} px)",
+        )
+    fingerprint = fingerprint_slide(path, reader.properties)
+    try:
+        tissue = detect_tissue(reader, mpp, params.tissue)
+    except SlideError as exc:
+        raise SlideError(name, "corrupt", f"cannot read the low-resolution image: {exc}") from exc
+    if not tissue.mask.any():
+        raise SlideError(
+            name,
+            "no_tissue",
+            f"no tissue found (saturation threshold {tissue.threshold}); lower "
+            "tiling.tissue.saturation_floor if the slide is faint",
+        )
+    grid = build_grid(reader, tissue, mpp, params.mpp, params.tile_size, params.min_tissue, bounds)
+    if not grid:
+        raise SlideError(
+            name,
+            "no_tissue",
+            f"tissue covers {100 * tissue.mask.mean():.1f}% of the slide but no tile has "
+            f">= {params.min_tissue:.0%} tissue; lower tiling.min_tissue",
+        )
+    failed = _validate(reader, grid, threads)
+    if len(failed) > CORRUPT_FRACTION * len(grid):
+        raise SlideError(
+            name,
+            "corrupt",
+            f"{len(failed)} of {len(grid)} tiles cannot be read: the file is damaged",
+        )
+    bad = set(failed)
+    tiles = [t for t in grid if t not in bad] if bad else grid
+    info = SlideInfo(
+        path=name,
+        vendor=reader.vendor,
+        width=reader.width,
+        height=reader.height,
+        level_count=reader.level_count,
+        mpp=mpp,
+        mpp_source=source,
+        fingerprint=fingerprint,
+        bounds=bounds,
+    )
+    return TilingResult(
+        slide=info,
+        params=params,
+        tiles=tiles,
+        failed_tiles=failed,
+        grid_size=len(grid),
+        tissue=tissue,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _outcome(item: SlideInput, params: TilingParams, threads: int) -> TilingOutcome:
+    path, manifest_mpp = item if isinstance(item, tuple) else (item, None)
+    try:
+        result = tile_slide(path, params, manifest_mpp, threads=threads)
+    except SlideError as exc:
+        return TilingOutcome(str(path), "failed", reason=exc.reason, message=str(exc))
+    except Exception as exc:  # one bad slide must not stop the others
+        msg = f"{path}: unexpected {type(exc).__name__}: {exc}"
+        return TilingOutcome(str(path), "failed", reason="error", message=msg)
+    return TilingOutcome(str(path), "tiled", result=result)
+
+
+def tile_slides(
+    inputs: Iterable[SlideInput],
+    params: TilingParams,
+    workers: int = 2,
+    *,
+    threads: int = 1,
+) -> Iterator[TilingOutcome]:
+    """Tile many slides, ``workers`` at a time, yielding outcomes as they complete.
+
+    ``inputs`` holds paths or ``(path, manifest_mpp)`` pairs and is consumed lazily; at
+    most ``workers`` slides are in flight, so memory stays bounded however many there
+    are. A failing slide yields a ``failed`` outcome with its reason and never stops
+    the others.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="tile-slide")
+    pending: set[Future[TilingOutcome]] = set()
+    try:
+        for item in inputs:
+            pending.add(pool.submit(_outcome, item, params, threads))
+            if len(pending) >= workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

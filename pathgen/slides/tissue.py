@@ -1,0 +1,149 @@
+"""Tissue detection on a low-resolution view of a slide.
+
+The slide is read at about ``detection_mpp`` µm/px (from the coarsest pyramid level
+at or finer than that, strip by strip so a single-level slide never loads whole),
+then: HSV saturation → median blur → Otsu threshold, never below
+``saturation_floor`` → morphological close (``close_um``) → removal of objects
+smaller than ``min_object_um2`` and filling of holes smaller than ``min_hole_um2``.
+
+Example::
+
+    tissue = detect_tissue(reader, slide_mpp=0.25, params=TissueParams())
+    tissue.mask.mean()  # tissue fraction of the whole slide
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pathgen.slides.reader import SlideReader
+
+#: Upper bound on the pixels read per strip when building the detection image.
+STRIP_PIXELS = 8 << 20
+
+
+@dataclass(frozen=True)
+class TissueParams:
+    """Tissue detection parameters (same fields as ``pathgen.settings.TissueSettings``)."""
+
+    detection_mpp: float = 8.0
+    median_blur: int = 7
+    saturation_floor: int = 20
+    close_um: float = 64.0
+    min_object_um2: float = 40_000.0
+    min_hole_um2: float = 20_000.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> TissueParams:
+        """Build from ``TissueSettings`` (or any object with the same attributes)."""
+        return cls(
+            detection_mpp=float(settings.detection_mpp),
+            median_blur=int(settings.median_blur),
+            saturation_floor=int(settings.saturation_floor),
+            close_um=float(settings.close_um),
+            min_object_um2=float(settings.min_object_um2),
+            min_hole_um2=float(settings.min_hole_um2),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class TissueMask:
+    """Binary tissue mask (uint8 0/1) and the RGB image it was computed from.
+
+    ``downsample`` is level-0 pixels per mask pixel along x and y; ``mpp`` is the
+    mask's µm per pixel.
+    """
+
+    mask: np.ndarray
+    thumbnail: np.ndarray
+    downsample: tuple[float, float]
+    mpp: float
+    threshold: int
+
+
+def read_lowres(reader: SlideReader, out_w: int, out_h: int) -> np.ndarray:
+    """RGB uint8 array of the whole slide resized to ``out_w`` x ``out_h``, alpha → white."""
+    ds_wanted = reader.width / out_w
+    level = reader.level_at_or_finer(ds_wanted)
+    lw, lh = reader.level_dimensions[level]
+    ds = reader.level_downsamples[level]
+    out = np.empty((out_h, out_w, 3), np.uint8)
+    rows_per_strip = max(1, min(out_h, int(STRIP_PIXELS // max(1, lw) * out_h / lh)))
+    for r0 in range(0, out_h, rows_per_strip):
+        r1 = min(out_h, r0 + rows_per_strip)
+        y0 = int(np.floor(r0 * lh / out_h))
+        y1 = min(lh, max(y0 + 1, int(np.ceil(r1 * lh / out_h))))
+        region = reader.read_region(0, round(y0 * ds), level, (lw, y1 - y0))
+        rgba = np.asarray(region)
+        out[r0:r1] = cv2.resize(_on_white(rgba), (out_w, r1 - r0), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def _on_white(rgba: np.ndarray) -> np.ndarray:
+    alpha = rgba[..., 3]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgba[..., :3])
+    a = alpha[..., None].astype(np.float32) / 255.0
+    rgb = rgba[..., :3].astype(np.float32) * a + 255.0 * (1.0 - a)
+    return rgb.round().astype(np.uint8)
+
+
+def segment_tissue(
+    rgb: np.ndarray, mask_mpp: float, params: TissueParams
+) -> tuple[np.ndarray, int]:
+    """Return ``(mask, threshold)`` for an RGB image at ``mask_mpp`` µm/px."""
+    sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
+    k = params.median_blur if params.median_blur % 2 else params.median_blur + 1
+    if k > 1 and min(sat.shape) >= k:
+        sat = cv2.medianBlur(sat, k)
+    otsu, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    threshold = max(int(otsu), int(params.saturation_floor))
+    mask = (sat > threshold).astype(np.uint8)
+    close_px = round(params.close_um / mask_mpp)
+    if close_px >= 2:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (close_px, close_px))
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+    px_area = mask_mpp * mask_mpp
+    mask = _drop_small(mask, params.min_object_um2 / px_area, connectivity=8)
+    holes = _drop_small(1 - mask, params.min_hole_um2 / px_area, connectivity=4, keep_border=True)
+    return (1 - holes).astype(np.uint8), threshold
+
+
+def _drop_small(
+    mask: np.ndarray, min_area: float, *, connectivity: int, keep_border: bool = False
+) -> np.ndarray:
+    if min_area <= 1 or not mask.any():
+        return mask
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=connectivity)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    if keep_border:
+        h, w = mask.shape
+        x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+        bw, bh = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+        keep |= (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
+    keep[0] = False
+    return keep[labels].astype(np.uint8)
+
+
+def detect_tissue(reader: SlideReader, slide_mpp: float, params: Any = None) -> TissueMask:
+    """Detect tissue on ``reader`` (level-0 resolution ``slide_mpp`` µm/px).
+
+    ``params`` is a :class:`TissueParams`, a ``TissueSettings`` or None for defaults.
+    """
+    p = (
+        params
+        if isinstance(params, TissueParams)
+        else (TissueParams() if params is None else TissueParams.from_settings(params))
+    )
+    scale = slide_mpp / p.detection_mpp
+    out_w = max(1, min(reader.width, round(reader.width * scale)))
+    out_h = max(1, min(reader.height, round(reader.height * scale)))
+    rgb = read_lowres(reader, out_w, out_h)
+    ds = (reader.width / out_w, reader.height / out_h)
+    mask_mpp = slide_mpp * (ds[0] + ds[1]) / 2
+    mask, threshold = segment_tissue(rgb, mask_mpp, p)
+    return TissueMask(mask=mask, thumbnail=rgb, downsample=ds, mpp=mask_mpp, threshold=threshold)

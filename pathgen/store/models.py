@@ -1,0 +1,240 @@
+"""Table definitions. The Alembic migrations in ``db/versions`` must match these exactly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="created")
+    pathgen_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Slide(Base):
+    __tablename__ = "slides"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    vendor: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    mpp: Mapped[float | None] = mapped_column(Float)
+    mpp_source: Mapped[str | None] = mapped_column(String(32))
+    level_count: Mapped[int | None] = mapped_column(Integer)
+    params_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error_reason: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    tile_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RunSlide(Base):
+    """A slide's membership in a run, with the manifest row that brought it."""
+
+    __tablename__ = "run_slides"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    slide_id: Mapped[int] = mapped_column(ForeignKey("slides.id"), primary_key=True)
+    manifest_mpp: Mapped[float | None] = mapped_column(Float)
+    report_path: Mapped[str | None] = mapped_column(Text)
+    report_text: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(String(255))
+    organ: Mapped[str | None] = mapped_column(String(64))
+
+
+class Tile(Base):
+    __tablename__ = "tiles"
+    __table_args__ = (UniqueConstraint("slide_id", "x", "y", "size"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slide_id: Mapped[int] = mapped_column(ForeignKey("slides.id"), index=True)
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    read_level: Mapped[int] = mapped_column(Integer)
+    mpp: Mapped[float] = mapped_column(Float)
+    tile_px: Mapped[int] = mapped_column(Integer)
+    tissue_fraction: Mapped[float] = mapped_column(Float)
+
+
+class Embedding(Base):
+    """A per-slide embedding file computed with one model."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("slide_id", "model_fingerprint"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slide_id: Mapped[int] = mapped_column(ForeignKey("slides.id"), index=True)
+    model_fingerprint: Mapped[str] = mapped_column(String(128))
+    path: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer)
+    dim: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RetrievalPrompt(Base):
+    __tablename__ = "retrieval_prompts"
+    __table_args__ = (UniqueConstraint("run_id", "slide_id", "prompt_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    slide_id: Mapped[int | None] = mapped_column(ForeignKey("slides.id"))
+    prompt_key: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    organ: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Selection(Base):
+    __tablename__ = "selections"
+    __table_args__ = (UniqueConstraint("run_id", "tile_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"))
+    kept: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    prompt_key: Mapped[str | None] = mapped_column(String(255))
+    score: Mapped[float | None] = mapped_column(Float)
+    report_score: Mapped[float | None] = mapped_column(Float)
+    cluster_id: Mapped[int | None] = mapped_column(Integer)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("tiles.id"))
+
+
+class CaptionRevision(Base):
+    """Append-only: the text of a stored revision is never updated or deleted."""
+
+    __tablename__ = "caption_revisions"
+    __table_args__ = (Index(None, "run_id", "stage", "tile_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"), index=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    stage: Mapped[str] = mapped_column(String(32))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("caption_revisions.id"), index=True)
+    parent_ids: Mapped[list[Any] | None] = mapped_column(JSON)
+    branch: Mapped[str] = mapped_column(String(32), default="caption")
+    text: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(255))
+    template_name: Mapped[str | None] = mapped_column(String(128))
+    template_hash: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    error: Mapped[str | None] = mapped_column(Text)
+    edits: Mapped[list[Any] | None] = mapped_column(JSON)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Review(Base):
+    """A curator's accept / reject / edit decision on a tile's caption."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index(None, "run_id", "tile_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"))
+    revision_id: Mapped[int | None] = mapped_column(ForeignKey("caption_revisions.id"))
+    decision: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WorkItem(Base):
+    """The queue: one row per (run, stage, key); workers claim rows with leases."""
+
+    __tablename__ = "work_items"
+    __table_args__ = (
+        UniqueConstraint("run_id", "stage", "key"),
+        Index(None, "run_id", "stage", "status", "available_at"),
+        Index(None, "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    stage: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

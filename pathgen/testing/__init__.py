@@ -1,0 +1,1 @@
+"""Test helpers shipped with pathgen (a mock LLM server for tests and benchmarks)."""
