@@ -1,0 +1,1 @@
+"""Dataset-build runs: the work queue, the stage graph, workers and progress."""

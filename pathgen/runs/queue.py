@@ -1,0 +1,358 @@
+"""The work queue in the database: leases, heartbeats, retries, exactly-once completion.
+
+Postgres claims with ``SELECT ... FOR UPDATE SKIP LOCKED``; SQLite relies on its
+single writer (every transaction is ``BEGIN IMMEDIATE``, WAL mode) and keeps each
+claim transaction short. A completion commits the stage's results and marks the
+item done in ONE transaction, and only while the worker still holds the lease
+(fencing), so a worker that lost its lease can never write a duplicate result.
+
+Example::
+
+    items = await claim(engine, owner="w1", run_id="r", stages=["describe"], limit=8)
+    await complete(engine, [Completion(items[0], persist=write_results)])
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from pathgen.store.engine import session_scope
+from pathgen.store.models import WorkItem, utcnow
+
+Persist = Callable[[AsyncSession], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class NewWork:
+    stage: str
+    key: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    run_id: str
+    stage: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    owner: str
+
+
+@dataclass
+class Completion:
+    """A finished item plus what to write with it (run inside the completion transaction)."""
+
+    item: Claimed
+    persist: Persist | None = None
+    follow_up: list[NewWork] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+async def enqueue(
+    session: AsyncSession, run_id: str, work: Iterable[NewWork], *, max_attempts: int = 3
+) -> int:
+    """Add work items, ignoring those already queued (same run, stage, key). Returns rows sent."""
+    now = utcnow()
+    rows = [
+        {
+            "run_id": run_id,
+            "stage": w.stage,
+            "key": w.key,
+            "payload": w.payload,
+            "status": "queued",
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "available_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for w in work
+    ]
+    if not rows:
+        return 0
+    insert = _insert_for(session)
+    stmt = insert(WorkItem).on_conflict_do_nothing(index_elements=["run_id", "stage", "key"])
+    await session.execute(stmt, rows)
+    return len(rows)
+
+
+def _claimable(run_id: str | None, stages: Sequence[str], now: datetime) -> Any:
+    cond = and_(
+        WorkItem.stage.in_(stages),
+        WorkItem.available_at <= now,
+        or_(
+            WorkItem.status == "queued",
+            and_(WorkItem.status == "leased", WorkItem.lease_expires_at < now),
+        ),
+        WorkItem.attempts < WorkItem.max_attempts,
+    )
+    return and_(cond, WorkItem.run_id == run_id) if run_id is not None else cond
+
+
+async def _park_exhausted(session: AsyncSession, run_id: str | None, now: datetime) -> None:
+    """Leases that expired on their last attempt: the worker died every time. Park them."""
+    cond = and_(
+        WorkItem.status == "leased",
+        WorkItem.lease_expires_at < now,
+        WorkItem.attempts >= WorkItem.max_attempts,
+    )
+    if run_id is not None:
+        cond = and_(cond, WorkItem.run_id == run_id)
+    await session.execute(
+        update(WorkItem)
+        .where(cond)
+        .values(
+            status="failed",
+            lease_owner=None,
+            updated_at=now,
+            last_error=func.coalesce(WorkItem.last_error, "lease expired: the worker died")
+            + " (gave up after the last attempt's lease expired)",
+        )
+    )
+
+
+async def claim(
+    engine: AsyncEngine,
+    *,
+    owner: str,
+    stages: Sequence[str],
+    limit: int,
+    run_id: str | None = None,
+    lease_s: float = 120.0,
+) -> list[Claimed]:
+    """Lease up to ``limit`` items of ``stages`` (expired leases are reclaimed automatically)."""
+    if limit <= 0 or not stages:
+        return []
+    now = utcnow()
+    async with session_scope(engine) as session:
+        ids = (
+            select(WorkItem.id)
+            .where(_claimable(run_id, stages, now))
+            .order_by(WorkItem.id)
+            .limit(limit)
+        )
+        if session.bind.dialect.name == "postgresql":
+            ids = ids.with_for_update(skip_locked=True)
+        stmt = (
+            update(WorkItem)
+            .where(WorkItem.id.in_(ids.scalar_subquery()))
+            .values(
+                status="leased",
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                heartbeat_at=now,
+                attempts=WorkItem.attempts + 1,
+                updated_at=now,
+            )
+            .returning(
+                WorkItem.id,
+                WorkItem.run_id,
+                WorkItem.stage,
+                WorkItem.key,
+                WorkItem.payload,
+                WorkItem.attempts,
+                WorkItem.max_attempts,
+            )
+        )
+        rows = (await session.execute(stmt)).all()
+        if len(rows) < limit:  # the queue is draining: park items whose last lease ran out
+            await _park_exhausted(session, run_id, now)
+    return sorted(
+        (
+            Claimed(
+                r.id, r.run_id, r.stage, r.key, r.payload or {}, r.attempts, r.max_attempts, owner
+            )
+            for r in rows
+        ),
+        key=lambda c: c.id,
+    )
+
+
+def _held(item: Claimed) -> Any:
+    return and_(
+        WorkItem.id == item.id, WorkItem.status == "leased", WorkItem.lease_owner == item.owner
+    )
+
+
+async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> list[bool]:
+    """Commit results and mark items done in one transaction; False where the lease was lost."""
+    if not completions:
+        return []
+    now = utcnow()
+    async with session_scope(engine) as session:
+        won: set[int] = set()
+        by_owner: dict[str, list[Completion]] = {}
+        for c in completions:
+            by_owner.setdefault(c.item.owner, []).append(c)
+        for owner, group in by_owner.items():
+            plain = [c.item.id for c in group if c.result is None]
+            with_result = [c for c in group if c.result is not None]
+            held = and_(WorkItem.status == "leased", WorkItem.lease_owner == owner)
+            values = {
+                "status": "done",
+                "done_at": now,
+                "updated_at": now,
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "last_error": None,
+            }
+            if plain:
+                res = await session.execute(
+                    update(WorkItem)
+                    .where(WorkItem.id.in_(plain), held)
+                    .values(**values)
+                    .returning(WorkItem.id)
+                )
+                won.update(res.scalars())
+            for c in with_result:
+                res = await session.execute(
+                    update(WorkItem)
+                    .where(WorkItem.id == c.item.id, held)
+                    .values(**values, result=c.result)
+                    .returning(WorkItem.id)
+                )
+                won.update(res.scalars())
+        follow: dict[str, list[NewWork]] = {}
+        for c in completions:
+            if c.item.id not in won:
+                continue
+            if c.persist is not None:
+                await c.persist(session)
+            follow.setdefault(c.item.run_id, []).extend(c.follow_up)
+        for run_id, work in follow.items():
+            await enqueue(session, run_id, work, max_attempts=completions[0].item.max_attempts)
+    return [c.item.id in won for c in completions]
+
+
+def backoff_s(attempt: int, base: float = 2.0, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter for a failed attempt."""
+    return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
+
+
+async def fail(
+    engine: AsyncEngine,
+    item: Claimed,
+    error: str,
+    *,
+    retry: bool = True,
+    delay_s: float | None = None,
+) -> str:
+    """Record a failed attempt: requeue with backoff, or park as failed after the last attempt.
+
+    Returns the new status ("queued", "failed", or "lost" if the lease was no longer held).
+    """
+    now = utcnow()
+    final = not retry or item.attempts >= item.max_attempts
+    delay = backoff_s(item.attempts) if delay_s is None else delay_s
+    values: dict[str, Any] = {
+        "status": "failed" if final else "queued",
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": error[:4000],
+        "updated_at": now,
+    }
+    if not final:
+        values["available_at"] = now + timedelta(seconds=delay)
+    async with session_scope(engine) as session:
+        res = await session.execute(
+            update(WorkItem).where(_held(item)).values(**values).returning(WorkItem.id)
+        )
+        if res.first() is None:
+            return "lost"
+    return values["status"]
+
+
+async def heartbeat(engine: AsyncEngine, items: Sequence[Claimed], lease_s: float) -> int:
+    """Extend the leases this worker still holds; returns how many it holds."""
+    if not items:
+        return 0
+    now = utcnow()
+    owner = items[0].owner
+    async with session_scope(engine) as session:
+        res = await session.execute(
+            update(WorkItem)
+            .where(
+                WorkItem.id.in_([i.id for i in items]),
+                WorkItem.status == "leased",
+                WorkItem.lease_owner == owner,
+            )
+            .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_s))
+            .returning(WorkItem.id)
+        )
+        return len(res.all())
+
+
+async def release(engine: AsyncEngine, items: Sequence[Claimed]) -> int:
+    """Give leases back without counting the attempt (graceful shutdown)."""
+    if not items:
+        return 0
+    now = utcnow()
+    owner = items[0].owner
+    async with session_scope(engine) as session:
+        res = await session.execute(
+            update(WorkItem)
+            .where(
+                WorkItem.id.in_([i.id for i in items]),
+                WorkItem.status == "leased",
+                WorkItem.lease_owner == owner,
+            )
+            .values(
+                status="queued",
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+                attempts=WorkItem.attempts - 1,
+            )
+            .returning(WorkItem.id)
+        )
+        return len(res.all())
+
+
+async def retry_failed(engine: AsyncEngine, run_id: str, stage: str | None = None) -> int:
+    """Requeue a run's failed items (optionally of one stage) with fresh attempts."""
+    now = utcnow()
+    cond = and_(WorkItem.run_id == run_id, WorkItem.status == "failed")
+    if stage is not None:
+        cond = and_(cond, WorkItem.stage == stage)
+    async with session_scope(engine) as session:
+        res = await session.execute(
+            update(WorkItem)
+            .where(cond)
+            .values(status="queued", attempts=0, available_at=now, updated_at=now)
+            .returning(WorkItem.id)
+        )
+        return len(res.all())
+
+
+async def counts(engine: AsyncEngine, run_id: str) -> dict[str, dict[str, int]]:
+    """``{stage: {status: n}}`` for a run; an expired lease counts as queued."""
+    now = utcnow()
+    expired = and_(WorkItem.status == "leased", WorkItem.lease_expires_at < now)
+    async with session_scope(engine) as session:
+        rows = await session.execute(
+            select(WorkItem.stage, WorkItem.status, expired, func.count())
+            .where(WorkItem.run_id == run_id)
+            .group_by(WorkItem.stage, WorkItem.status, expired)
+        )
+        out: dict[str, dict[str, int]] = {}
+        for stage, st, expired, n in rows:
+            key = "queued" if st == "leased" and expired else st
+            bucket = out.setdefault(stage, {})
+            bucket[key] = bucket.get(key, 0) + n
+    return out

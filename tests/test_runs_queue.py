@@ -1,0 +1,120 @@
+"""The database work queue: disjoint claims, leases, fencing, retries, parking."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import select, text, update
+
+from pathgen.runs import queue
+from pathgen.runs.queue import Completion, NewWork
+from pathgen.store.engine import session_scope
+from pathgen.store.models import Run, WorkItem, utcnow
+
+
+async def _run_with_items(engine, n: int, stage: str = "describe", max_attempts: int = 3) -> None:
+    async with session_scope(engine) as s:
+        s.add(Run(id="r", config={}, pathgen_version="t"))
+        await s.flush()
+        await queue.enqueue(
+            s, "r", [NewWork(stage, f"k{i}") for i in range(n)], max_attempts=max_attempts
+        )
+
+
+async def test_enqueue_is_idempotent(engine) -> None:
+    await _run_with_items(engine, 5)
+    async with session_scope(engine) as s:
+        await queue.enqueue(s, "r", [NewWork("describe", "k1"), NewWork("describe", "k9")])
+    c = await queue.counts(engine, "r")
+    assert c == {"describe": {"queued": 6}}
+
+
+async def test_concurrent_claims_are_disjoint_and_all_done_once(engine) -> None:
+    await _run_with_items(engine, 300)
+    seen: list[int] = []
+
+    async def worker(name: str) -> None:
+        while items := await queue.claim(
+            engine, owner=name, stages=["describe"], limit=7, run_id="r"
+        ):
+            seen.extend(i.id for i in items)
+            assert all(await queue.complete(engine, [Completion(i) for i in items]))
+
+    await asyncio.gather(*(worker(f"w{i}") for i in range(8)))
+    assert len(seen) == 300 and len(set(seen)) == 300
+    assert await queue.counts(engine, "r") == {"describe": {"done": 300}}
+
+
+async def test_expired_lease_is_reclaimed_and_old_owner_is_fenced(engine) -> None:
+    await _run_with_items(engine, 1)
+    (a,) = await queue.claim(engine, owner="dead", stages=["describe"], limit=1, lease_s=60)
+    assert await queue.claim(engine, owner="b", stages=["describe"], limit=1) == []
+    async with session_scope(engine) as s:  # the lease runs out (the worker died)
+        await s.execute(update(WorkItem).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    assert (await queue.counts(engine, "r"))["describe"] == {"queued": 1}
+    (b,) = await queue.claim(engine, owner="b", stages=["describe"], limit=1)
+    assert b.id == a.id and b.attempts == 2
+
+    wrote: list[str] = []
+
+    async def persist(session) -> None:
+        wrote.append("x")
+
+    assert await queue.complete(engine, [Completion(a, persist=persist)]) == [False]
+    assert wrote == []
+    assert await queue.complete(engine, [Completion(b, persist=persist)]) == [True]
+    assert wrote == ["x"]
+
+
+async def test_failures_retry_then_park_then_operator_retry(engine) -> None:
+    await _run_with_items(engine, 1, max_attempts=2)
+    (i1,) = await queue.claim(engine, owner="w", stages=["describe"], limit=1)
+    assert await queue.fail(engine, i1, "HTTP 500", delay_s=0) == "queued"
+    (i2,) = await queue.claim(engine, owner="w", stages=["describe"], limit=1)
+    assert await queue.fail(engine, i2, "HTTP 500 again", delay_s=0) == "failed"
+    assert await queue.claim(engine, owner="w", stages=["describe"], limit=1) == []
+    async with session_scope(engine) as s:
+        row = (await s.scalars(select(WorkItem))).one()
+    assert row.status == "failed" and row.last_error == "HTTP 500 again" and row.attempts == 2
+
+    assert await queue.retry_failed(engine, "r", "describe") == 1
+    (i3,) = await queue.claim(engine, owner="w", stages=["describe"], limit=1)
+    assert i3.attempts == 1
+
+
+async def test_backoff_delays_the_retry(engine) -> None:
+    await _run_with_items(engine, 1)
+    (i1,) = await queue.claim(engine, owner="w", stages=["describe"], limit=1)
+    await queue.fail(engine, i1, "429", delay_s=3600)
+    assert await queue.claim(engine, owner="w", stages=["describe"], limit=1) == []
+
+
+async def test_lease_expiring_on_last_attempt_is_parked(engine) -> None:
+    await _run_with_items(engine, 1, max_attempts=1)
+    await queue.claim(engine, owner="dead", stages=["describe"], limit=1)
+    async with session_scope(engine) as s:
+        await s.execute(update(WorkItem).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    assert await queue.claim(engine, owner="b", stages=["describe"], limit=1) == []
+    async with session_scope(engine) as s:
+        row = (await s.scalars(select(WorkItem))).one()
+    assert row.status == "failed" and "lease expired" in row.last_error
+
+
+async def test_release_and_heartbeat(engine) -> None:
+    await _run_with_items(engine, 2)
+    items = await queue.claim(engine, owner="w", stages=["describe"], limit=2, lease_s=5)
+    assert await queue.heartbeat(engine, items, lease_s=600) == 2
+    async with session_scope(engine) as s:
+        exp = (await s.execute(text("SELECT min(lease_expires_at) FROM work_items"))).scalar()
+    assert exp is not None
+    assert await queue.release(engine, items) == 2
+    again = await queue.claim(engine, owner="x", stages=["describe"], limit=2)
+    assert [i.attempts for i in again] == [1, 1]
+
+
+async def test_follow_up_work_is_enqueued_with_completion(engine) -> None:
+    await _run_with_items(engine, 1, stage="tile")
+    (item,) = await queue.claim(engine, owner="w", stages=["tile"], limit=1)
+    await queue.complete(engine, [Completion(item, follow_up=[NewWork("embed", "s1")])])
+    assert await queue.counts(engine, "r") == {"tile": {"done": 1}, "embed": {"queued": 1}}
