@@ -11,7 +11,9 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from pathgen import __version__
-from pathgen.cli import db_cmd
+from pathgen.cli import (  # one command module per line
+    db_cmd,
+)
 from pathgen.cli.context import state
 from pathgen.errors import ConfigError, PathgenError
 
@@ -37,7 +39,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for module in (db_cmd,):
+COMMAND_MODULES = (  # one per line, same order as the import
+    db_cmd,
+)
+for module in COMMAND_MODULES:
     module.register(app)
 
 

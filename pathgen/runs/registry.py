@@ -1,0 +1,102 @@
+"""Runs and their slides: create or resume a run, and queue its slides for tiling."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pathgen import __version__
+from pathgen.errors import PathgenError
+from pathgen.runs import queue
+from pathgen.runs.manifest import SlideEntry
+from pathgen.settings import Settings
+from pathgen.store.engine import session_scope
+from pathgen.store.models import Run, RunSlide, Slide, utcnow
+
+
+def default_run_id(settings: Settings) -> str:
+    """``settings.run.name``, or a stable id derived from the manifest and pipeline settings,
+    so that running the same config again resumes the same run."""
+    if settings.run.name:
+        return settings.run.name
+    snap = settings.snapshot()
+    snap.pop("database", None)
+    snap.pop("workers", None)
+    digest = hashlib.sha256(json.dumps(snap, sort_keys=True).encode()).hexdigest()[:10]
+    stem = (settings.run.manifest or "run").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{stem}-{digest}"
+
+
+async def ensure_run(engine: AsyncEngine, run_id: str, settings: Settings) -> bool:
+    """Create the run if it does not exist; returns True when it was created."""
+    async with session_scope(engine) as session:
+        run = await session.get(Run, run_id)
+        if run is not None:
+            run.status = "running"
+            run.updated_at = utcnow()
+            return False
+        session.add(
+            Run(
+                id=run_id, config=settings.snapshot(), status="running", pathgen_version=__version__
+            )
+        )
+        return True
+
+
+async def add_slides(
+    engine: AsyncEngine, run_id: str, entries: Sequence[SlideEntry], *, max_attempts: int
+) -> list[int]:
+    """Register slides with the run and queue their tiling (idempotent)."""
+    ids: list[int] = []
+    async with session_scope(engine) as session:
+        for entry in entries:
+            slide = (await session.scalars(select(Slide).where(Slide.path == entry.path))).first()
+            if slide is None:
+                slide = Slide(path=entry.path, status="pending")
+                session.add(slide)
+                await session.flush()
+            ids.append(slide.id)
+            link = await session.get(RunSlide, (run_id, slide.id))
+            if link is None:
+                try:
+                    report = entry.report_text()
+                except PathgenError:
+                    report = None  # the tile stage records the missing report on the slide
+                session.add(
+                    RunSlide(
+                        run_id=run_id,
+                        slide_id=slide.id,
+                        manifest_mpp=entry.mpp,
+                        report_path=entry.report_path,
+                        report_text=report,
+                        label=entry.label,
+                        organ=entry.organ,
+                    )
+                )
+        await queue.enqueue(
+            session,
+            run_id,
+            [queue.NewWork("tile", str(i)) for i in ids],
+            max_attempts=max_attempts,
+        )
+    return ids
+
+
+async def finish_run(engine: AsyncEngine, run_id: str, status: str) -> None:
+    async with session_scope(engine) as session:
+        run = await session.get(Run, run_id)
+        if run is not None:
+            run.status = status
+            run.updated_at = utcnow()
+            if status in ("completed", "failed"):
+                run.finished_at = utcnow()
+
+
+async def latest_run_id(engine: AsyncEngine) -> str | None:
+    async with session_scope(engine) as session:
+        stmt = select(Run.id).order_by(Run.created_at.desc()).limit(1)
+        return (await session.scalars(stmt)).first()
