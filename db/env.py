@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from pathgen.store.models import Base
+from pathgen.store.schema_filter import include_name, include_object
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("connection"):
@@ -23,6 +24,8 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
+        include_object=include_object,
     )
 
 

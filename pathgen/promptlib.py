@@ -87,7 +87,9 @@ def _load_file(path: Path) -> tuple[str, list[str], list[RetrievalPrompt]]:
     for pos, entry in enumerate(entries):
         where = f"prompts[{pos}]"
         if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a mapping with id, feature, definition", path=str(path))
+            raise ConfigError(
+                f"{where}: expected a mapping with id, feature, definition", path=str(path)
+            )
         pid = _text_field(entry, "id", where, path)
         where = f"prompts[{pos}] (id {pid})"
         if pid in seen:
@@ -133,7 +135,9 @@ def load_library(directory: str | os.PathLike[str] | None = None) -> PromptLibra
         organ, organ_aliases, items = _load_file(path)
         for item in items:
             if item.id in owner:
-                raise ConfigError(f"prompt id {item.id!r} also used in {owner[item.id]}", path=str(path))
+                raise ConfigError(
+                    f"prompt id {item.id!r} also used in {owner[item.id]}", path=str(path)
+                )
             owner[item.id] = path
         prompts[organ] = items
         for alias in organ_aliases:
@@ -161,7 +165,9 @@ def prompts_for(
     generic = list(library.get(GENERIC, []))
     if key is None:
         if organ:
-            log.warning("organ %r is not in the prompt library: using the generic prompts only", organ)
+            log.warning(
+                "organ %r is not in the prompt library: using the generic prompts only", organ
+            )
         return generic
     if key == GENERIC:
         return generic

@@ -113,20 +113,19 @@ def _undefined_error(template: Template, exc: jinja2.UndefinedError) -> ConfigEr
 
 
 def render(
-    name: str, prompts_dir: Path | str | None = None, **context: Any
+    name: str, /, prompts_dir: Path | str | None = None, **context: Any
 ) -> tuple[str, Template]:
-    """Render the whole template ``name`` with ``context``; return ``(text, template)``."""
-    template = load_template(name, prompts_dir)
-    compiled = _compile(template)
-    try:
-        text = compiled.render(**context)
-    except jinja2.UndefinedError as exc:
-        raise _undefined_error(template, exc) from None
-    return text.strip(), template
+    """Render the template ``name`` with ``context``; return ``(text, template)``.
+
+    For a template with ``system``/``user`` blocks the text is the system part, a blank
+    line and the user part.
+    """
+    parts, template = render_parts(name, prompts_dir, **context)
+    return "\n\n".join(p for p in (parts.system, parts.user) if p), template
 
 
 def render_parts(
-    name: str, prompts_dir: Path | str | None = None, **context: Any
+    name: str, /, prompts_dir: Path | str | None = None, **context: Any
 ) -> tuple[PromptParts, Template]:
     """Render the ``system`` and ``user`` blocks of ``name`` separately.
 

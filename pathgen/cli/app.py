@@ -13,6 +13,9 @@ from typer.core import TyperGroup
 from pathgen import __version__
 from pathgen.cli import (  # one command module per line
     db_cmd,
+    demo_cmd,
+    run_cmd,
+    synth_cmd,
 )
 from pathgen.cli.context import state
 from pathgen.errors import ConfigError, PathgenError
@@ -41,6 +44,9 @@ app = typer.Typer(
 )
 COMMAND_MODULES = (  # one per line, same order as the import
     db_cmd,
+    run_cmd,
+    synth_cmd,
+    demo_cmd,
 )
 for module in COMMAND_MODULES:
     module.register(app)

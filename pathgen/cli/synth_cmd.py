@@ -48,8 +48,7 @@ def synth_slide(
         raise typer.Exit(2) from None
     res = "no µm/px" if no_mpp else f"{mpp} µm/px"
     console.print(
-        f"wrote {path} ({width}x{height}, {res}, seed {seed}) "
-        f"in {time.perf_counter() - start:.1f}s"
+        f"wrote {path} ({width}x{height}, {res}, seed {seed}) in {time.perf_counter() - start:.1f}s"
     )
 
 

@@ -30,9 +30,24 @@ _LAZY = {
     "zeroshot_classifier": "pathgen.embed.zeroshot",
 }
 
-__all__ = sorted(
-    [*_LAZY, "embedding_path", "fingerprint_dir", "load_embeddings", "save_embeddings"]
-)
+__all__ = [
+    "ClipModel",
+    "DEFAULT_TEMPLATES",
+    "TileEmbeddings",
+    "autocast_dtype",
+    "classify",
+    "embed_tiles",
+    "embedding_path",
+    "fingerprint_dir",
+    "load_clip",
+    "load_embeddings",
+    "register_model_config",
+    "save_embeddings",
+    "select_device",
+    "tiny_config_path",
+    "write_tiny_clip",
+    "zeroshot_classifier",
+]
 
 
 def __getattr__(name: str) -> Any:

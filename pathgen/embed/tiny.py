@@ -22,7 +22,7 @@ def tiny_config_path() -> Path:
 
 
 def write_tiny_clip(directory: str | os.PathLike[str], seed: int = 0) -> tuple[Path, Path]:
-    """Write ``tiny_clip.json`` and a random-weight ``tiny_clip.pt`` (bare state_dict) to ``directory``.
+    """Write ``tiny_clip.json`` and random weights ``tiny_clip.pt`` (a bare state_dict).
 
     The weights depend only on ``seed``; the global torch RNG is left untouched.
     Returns ``(config_json, checkpoint)``.

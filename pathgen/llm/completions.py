@@ -15,6 +15,7 @@ from pathgen.errors import BadOutput, LLMError, ProviderError, RateLimited
 from pathgen.llm.base import ChatRequest, ChatResult
 from pathgen.llm.images import data_url
 
+
 class Refused(BadOutput):
     """The model declined to answer (``message.refusal`` or a content filter); not retried."""
 
@@ -150,5 +151,3 @@ def result_from_payload(
         latency_s=latency_s,
         finish_reason=finish,
     )
-
-

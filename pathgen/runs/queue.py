@@ -252,10 +252,13 @@ async def fail(
     *,
     retry: bool = True,
     delay_s: float | None = None,
+    persist_if_parked: Persist | None = None,
 ) -> str:
     """Record a failed attempt: requeue with backoff, or park as failed after the last attempt.
 
-    Returns the new status ("queued", "failed", or "lost" if the lease was no longer held).
+    ``persist_if_parked`` runs in the same transaction when the item is parked (e.g. to
+    store a failed revision with the error). Returns the new status ("queued", "failed",
+    or "lost" if the lease was no longer held).
     """
     now = utcnow()
     final = not retry or item.attempts >= item.max_attempts
@@ -275,6 +278,8 @@ async def fail(
         )
         if res.first() is None:
             return "lost"
+        if final and persist_if_parked is not None:
+            await persist_if_parked(session)
     return values["status"]
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pathgen.errors import PathgenError, ProviderError
 from pathgen.runs import queue
 from pathgen.runs.owner import new_owner
-from pathgen.runs.queue import Claimed, Completion
+from pathgen.runs.queue import Claimed, Completion, Persist
 
 log = logging.getLogger("pathgen.worker")
 
@@ -34,6 +34,15 @@ class RetryableError(PathgenError):
 
 class PermanentError(PathgenError):
     """A handler failure that no retry will fix: the item is parked at once."""
+
+
+class StageFailed(PathgenError):
+    """A stage call failed; ``persist`` records the failure when the item is parked."""
+
+    def __init__(self, message: str, *, retryable: bool, persist: Persist | None = None) -> None:
+        self.retryable = retryable
+        self.persist = persist
+        super().__init__(message)
 
 
 @dataclass
@@ -56,6 +65,8 @@ class WorkerStats:
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, PermanentError):
         return False
+    if isinstance(exc, StageFailed):
+        return exc.retryable
     if isinstance(exc, ProviderError):
         return exc.retryable
     return True
@@ -206,7 +217,13 @@ class Worker:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the item
             message = f"{type(exc).__name__}: {exc}"
-            status = await queue.fail(self.engine, item, message, retry=_retryable(exc))
+            status = await queue.fail(
+                self.engine,
+                item,
+                message,
+                retry=_retryable(exc),
+                persist_if_parked=getattr(exc, "persist", None),
+            )
             if status == "failed":
                 self.stats.failed += 1
                 log.error(

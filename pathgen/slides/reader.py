@@ -75,6 +75,22 @@ class SlideReader:
                 best = level
         return best
 
+    def cache_bytes_for_rows(self, level: int, rows: int = 3) -> int:
+        """Bytes of decoded tiles in ``rows`` rows of the level's stored tiles."""
+        tile_h = int(self.properties.get(f"openslide.level[{level}].tile-height", 256) or 256)
+        return self.level_dimensions[level][0] * tile_h * 4 * rows
+
+    def set_cache_bytes(self, capacity: int) -> None:
+        """Give this handle its own OpenSlide tile cache of ``capacity`` bytes.
+
+        A read pass over a grid in row order re-decodes every stored tile that spans two
+        grid rows unless the cache holds a few rows of stored tiles (see
+        :meth:`cache_bytes_for_rows`); OpenSlide's shared default cache is 32 MiB.
+        """
+        import openslide
+
+        self.handle.set_cache(openslide.OpenSlideCache(capacity))
+
     def read_region(self, x: int, y: int, level: int, size: tuple[int, int]) -> Image.Image:
         """Raw OpenSlide ``read_region`` (RGBA), errors mapped to :class:`SlideError`."""
         try:

@@ -91,7 +91,10 @@ class _TileMaker:
             return self.white
         m = np.float32([[a, 0, x0], [0, a, y0]])
         f = cv2.warpAffine(
-            self.fields, m, (t, t), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            self.fields,
+            m,
+            (t, t),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REPLICATE,
         )
         alpha = np.clip((f[..., 0] - TISSUE_LEVEL) * 12.0, 0, 1)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pathgen.errors import SlideError
 from pathgen.slides.fingerprint import fingerprint_slide
-from pathgen.slides.grid import TileSpec, build_grid
+from pathgen.slides.grid import TileSpec, axis_starts, build_grid
 from pathgen.slides.mpp import MppSource, resolve_mpp
 from pathgen.slides.reader import Bounds, SlideReader, open_slide, read_tile
 from pathgen.slides.tissue import TissueMask, TissueParams, detect_tissue
@@ -35,6 +35,10 @@ CORRUPT_FRACTION = 0.5
 
 #: Tiles per unit of work handed to a reader thread (keeps neighbours together).
 CHUNK = 16
+
+#: Bounds of the tile cache given to a slide's handle for the read pass (three rows
+#: of the stored tiles of the read level, so each stored tile is decoded once).
+MIN_CACHE_BYTES, MAX_CACHE_BYTES = 32 << 20, 256 << 20
 
 SlideInput = str | os.PathLike[str] | tuple[str | os.PathLike[str], float | None]
 
@@ -91,13 +95,18 @@ class SlideInfo:
 
 @dataclass(frozen=True, eq=False)
 class TilingResult:
-    """Kept tiles of one slide, the tiles that failed to read and the tissue mask."""
+    """Kept tiles of one slide, the tiles that failed to read and the tissue mask.
+
+    ``grid_cells`` counts every cell of the grid over the scanned area; ``tiles`` are the
+    cells with enough tissue whose pixels could be read, ``failed_tiles`` those that
+    could not.
+    """
 
     slide: SlideInfo
     params: TilingParams
     tiles: list[TileSpec]
     failed_tiles: list[TileSpec]
-    grid_size: int
+    grid_cells: int
     tissue: TissueMask
     seconds: float
 
@@ -126,30 +135,63 @@ class TilingOutcome:
 class _Handle:
     """The shared reader of a slide, reopened after a read error (OpenSlide errors stick)."""
 
-    def __init__(self, reader: SlideReader) -> None:
+    def __init__(self, reader: SlideReader, cache_bytes: int | None, max_failures: int) -> None:
         self.reader = reader
+        self.cache_bytes = cache_bytes
+        self.max_failures = max_failures
+        self.failures = 0
         self._lock = threading.Lock()
 
     def reopen(self, failed: SlideReader) -> None:
         with self._lock:
             if self.reader is failed:
-                self.reader = open_slide(failed.path)
+                reader = open_slide(failed.path)
+                if self.cache_bytes:
+                    reader.set_cache_bytes(self.cache_bytes)
+                self.reader = reader
+
+    def record_failure(self) -> bool:
+        """Count a failed tile; True once there are too many to go on."""
+        with self._lock:
+            self.failures += 1
+            return self.failures > self.max_failures
+
+
+def _cache_bytes(reader: SlideReader, tiles: list[TileSpec]) -> int:
+    level = tiles[0].read_level if tiles else 0
+    return min(MAX_CACHE_BYTES, max(MIN_CACHE_BYTES, reader.cache_bytes_for_rows(level, 3)))
 
 
 def _validate_chunk(handle: _Handle, chunk: list[TileSpec]) -> list[TileSpec]:
+    """Read each tile; a failed read is confirmed on a private, freshly opened handle.
+
+    A read error puts an OpenSlide handle in a permanent error state, so a tile read
+    by another thread at the same time may fail although it is sound: the shared
+    handle is replaced and only a tile that also fails on its own handle counts.
+    """
     failed: list[TileSpec] = []
     for t in chunk:
         reader = handle.reader
         try:
             read_tile(reader, t.x, t.y, t.size_l0, t.out_px)
+            continue
+        except Exception:
+            handle.reopen(reader)
+        try:
+            read_tile(open_slide(reader.path), t.x, t.y, t.size_l0, t.out_px)
         except Exception:
             failed.append(t)
-            handle.reopen(reader)
+            if handle.record_failure():
+                break  # the slide is corrupt: no need to read the rest
     return failed
 
 
-def _validate(reader: SlideReader, tiles: list[TileSpec], threads: int) -> list[TileSpec]:
-    handle = _Handle(reader)
+def _validate(
+    reader: SlideReader, tiles: list[TileSpec], threads: int, cache_bytes: int | None
+) -> list[TileSpec]:
+    if cache_bytes:
+        reader.set_cache_bytes(cache_bytes)
+    handle = _Handle(reader, cache_bytes, int(CORRUPT_FRACTION * len(tiles)))
     if threads <= 1 or len(tiles) <= CHUNK:
         return _validate_chunk(handle, tiles)
     chunks = [tiles[i : i + CHUNK] for i in range(0, len(tiles), CHUNK)]
@@ -167,11 +209,15 @@ def tile_slide(
 ) -> TilingResult:
     """Tile one slide and read every kept tile once with ``threads`` concurrent readers.
 
+    A ``reader`` passed in (e.g. from a :class:`SlideCache`) is used as is; a slide opened
+    here gets a tile cache big enough for the read pass to decode each stored tile once.
+
     Raises :class:`SlideError` with reason ``missing``, ``unsupported``, ``no_mpp``,
     ``too_small``, ``no_tissue`` or ``corrupt``.
     """
     start = time.perf_counter()
     name = str(path)
+    own_reader = reader is None
     reader = reader or open_slide(path)
     mpp, source = resolve_mpp(reader, manifest_mpp, params.assume_mpp)
     bounds = reader.bounds
@@ -203,7 +249,7 @@ def tile_slide(
             f"tissue covers {100 * tissue.mask.mean():.1f}% of the slide but no tile has "
             f">= {params.min_tissue:.0%} tissue; lower tiling.min_tissue",
         )
-    failed = _validate(reader, grid, threads)
+    failed = _validate(reader, grid, threads, _cache_bytes(reader, grid) if own_reader else None)
     if len(failed) > CORRUPT_FRACTION * len(grid):
         raise SlideError(
             name,
@@ -228,7 +274,8 @@ def tile_slide(
         params=params,
         tiles=tiles,
         failed_tiles=failed,
-        grid_size=len(grid),
+        grid_cells=len(axis_starts(bounds.x, bounds.width, step))
+        * len(axis_starts(bounds.y, bounds.height, step)),
         tissue=tissue,
         seconds=time.perf_counter() - start,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pathgen.errors import BadOutput
 from pathgen.llm.base import ChatRequest, LLMClient
 from pathgen.prompts import Template, render_parts
 from pathgen.settings import StageSettings
@@ -40,9 +41,7 @@ class DescribeInput:
     examples: tuple[str, ...] = field(default_factory=tuple)
 
 
-def format_describe(
-    inputs: DescribeInput, settings: StageSettings
-) -> tuple[ChatRequest, Template]:
+def format_describe(inputs: DescribeInput, settings: StageSettings) -> tuple[ChatRequest, Template]:
     """Pure: inputs -> chat request (system + user message with the image) and its template."""
     parts, template = render_parts(
         settings.template or DEFAULT_TEMPLATE,
@@ -57,8 +56,6 @@ def format_describe(
 
 def parse_describe(text: str) -> Parsed:
     """Pure: model text -> cleaned prose; raises BadOutput on refusals and empty/trivial text."""
-    from pathgen.errors import BadOutput
-
     cleaned = clean_prose(text)
     if len(cleaned.split()) < MIN_WORDS:
         raise BadOutput(f"description too short ({len(cleaned.split())} words)", raw=text)
@@ -76,7 +73,5 @@ async def run_describe(
         has_caption=bool(inputs.caption),
         n_examples=len(inputs.examples),
     )
-    output, _ = await call_stage(
-        STAGE, client, settings, request, template, parse_describe, params
-    )
+    output, _ = await call_stage(STAGE, client, settings, request, template, parse_describe, params)
     return output

@@ -7,15 +7,16 @@ import re
 from pathgen.errors import BadOutput
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
-_ABBREVIATIONS = ("e.g.", "i.e.", "approx.", "vs.", "cf.", "etc.", "Fig.", "fig.", "no.")
+_ABBREVIATIONS = ("e.g.", "i.e.", "approx.", "vs.", "cf.", "etc.", "Fig.", "fig.")
 _TOKEN = re.compile(r"[a-z0-9]+")
 
-#: Words ignored when comparing the content of two sentences.
-STOPWORDS = frozenset(
+_STOPWORDS_TEXT = (
     "a an the of in on at to and or with within by for from is are was were be been being "
-    "this that these those there it its as which who whom also some any all both each "
-    "into onto than then shows show showing seen noted present identified".split()
+    "this that these those there it its as which who whom also some any all both each into "
+    "onto than then shows show showing seen noted present identified"
 )
+#: Words ignored when comparing the content of two sentences.
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 _LEADING_BOILERPLATE = re.compile(
     r"^\s*(?:sure|certainly|of course|okay|ok|absolutely|great|here\s+is|here's|below\s+is)"
@@ -102,8 +103,9 @@ def clean_prose(text: str) -> str:
     body = " ".join(line for line in lines if line)
     body = body.replace("**", "").replace("__", "")
     body = _TRAILING_BOILERPLATE.sub("", body)
-    body = _PREFIX.sub("", body)
-    body = " ".join(body.split()).strip().strip('"').strip()
+    quotes = "\"'\u201c\u201d"
+    body = _PREFIX.sub("", body.strip().strip(quotes))
+    body = " ".join(body.split()).strip().strip(quotes).strip()
     check_refusal(body or raw, raw=raw)
     if not body:
         raise BadOutput("the model returned no usable text", raw=raw)

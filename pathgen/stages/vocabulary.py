@@ -54,10 +54,6 @@ class ContrastVocabulary:
     name: str
     sha256: str
 
-    def term_pattern(self, term: str) -> re.Pattern[str]:
-        """Case-insensitive word-boundary pattern; hyphen and whitespace match each other."""
-        return term_pattern(term)
-
 
 @dataclass(frozen=True)
 class MorphologyOption:

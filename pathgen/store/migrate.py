@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.store.models import Base
+from pathgen.store.schema_filter import include_name, include_object
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +66,8 @@ def head() -> str:
 
 
 def _diff(connection: Connection) -> list[Any]:
-    ctx = MigrationContext.configure(connection, opts={"compare_type": True})
+    opts = {"compare_type": True, "include_name": include_name, "include_object": include_object}
+    ctx = MigrationContext.configure(connection, opts=opts)
     return compare_metadata(ctx, Base.metadata)
 
 

@@ -15,6 +15,8 @@ Faults are injected precisely in two ways:
 * a ``fault_plan``: the i-th request the server receives gets ``fault_plan[i]``
   (``None`` or ``"ok"`` means no fault).
 
+A ``[[delay:SECONDS]]`` marker sets that request's latency.
+
 Kinds: ``429`` (ARG = Retry-After seconds, default ``retry_after``), ``500``, ``503``,
 ``400``, ``401``, ``404``, ``hang`` (ARG = seconds, default one hour), ``malformed``
 (truncated JSON with status 200), ``empty`` (empty content) and ``refusal``
@@ -50,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _FAULT_RE = re.compile(rb"\[\[fault:([a-z0-9]+)(?::([0-9.]+))?(?:\*(\d+))?\]\]")
+_DELAY_RE = re.compile(rb"\[\[delay:([0-9.]+)\]\]")
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -253,7 +256,10 @@ class _Connection(asyncio.Protocol):
             return _error(400, "request body is not JSON")
         kind, arg = self._fault(len(state.log) - 1, raw)
         delay = state.latency
-        if state.jitter:
+        forced = _DELAY_RE.search(raw)
+        if forced:
+            delay = float(forced.group(1))
+        elif state.jitter:
             delay *= state.rng.uniform(1 - state.jitter, 1 + state.jitter)
         if kind == "hang":
             await asyncio.sleep(float(arg) if arg else 3600.0)

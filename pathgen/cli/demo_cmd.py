@@ -1,0 +1,62 @@
+"""``pathgen demo``: the whole pipeline on synthetic data, offline, in a few minutes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from pathgen.runs.demo import prepare_demo
+from pathgen.settings import load_settings
+
+console = Console()
+
+NOTICE = (
+    "This demo uses a tiny CLIP with RANDOM weights and the offline provider: it demonstrates "
+    "the machinery (tiling, embedding, selection, describe → degrade → revise → summarize, "
+    "provenance, resume), not caption quality. For real captions configure a PathGen-CLIP "
+    "checkpoint and a VLM endpoint (see examples/pathgen.example.toml)."
+)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(
+        directory: Path = typer.Option(Path("demo-run"), "--dir", help="Where the demo lives."),
+        log_format: str = typer.Option("rich", help="rich or json progress output."),
+    ) -> None:
+        """Make synthetic slides and run the full pipeline on them (SQLite, offline)."""
+        from pathgen.cli.run_cmd import _print_summary
+        from pathgen.runs.manifest import read_manifest
+        from workers.pipeline import main as run_main
+
+        console.print(Panel(NOTICE, title="pathgen demo", border_style="yellow"))
+        config = prepare_demo(directory)
+        settings = load_settings(config)
+        summary = run_main(settings, read_manifest(settings.run.manifest), log_format=log_format)
+        _print_summary(summary.run_id, settings, log_format)
+        samples = asyncio.run(_samples(settings.database.url, summary.run_id))
+        console.print("\n[bold]Sample captions[/bold] (random weights: not meaningful):")
+        for tile_id, text in samples:
+            console.print(f"  tile {tile_id}: {text}", highlight=False)
+        console.print(f"\nconfig:    {config}")
+        console.print(f"database:  {settings.database.url}")
+        console.print(f"previews:  {settings.tiling.preview_dir}")
+        console.print(f"next:      pathgen -c {config} status {summary.run_id}")
+        console.print(NOTICE, style="yellow")
+
+
+async def _samples(url: str, run_id: str, n: int = 5) -> list[tuple[int, str]]:
+    from pathgen.store.captions import final_captions
+    from pathgen.store.engine import make_engine, session_scope
+
+    engine = make_engine(url)
+    try:
+        async with session_scope(engine) as session:
+            finals = await final_captions(session, run_id)
+    finally:
+        await engine.dispose()
+    return [(t, finals[t].text) for t in sorted(finals)[:n]]

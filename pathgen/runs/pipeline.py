@@ -1,0 +1,204 @@
+"""The stage graph and the two ways to drive it: ``run_pipeline`` and ``run_worker``.
+
+Stages stream through the queue: tile → embed → select → describe → degrade → revise
+→ summarize. Each completion enqueues the next stage's items for the same slide or
+tile, so a tile can be in revise while another slide is still being tiled; only
+select waits for its slide's embeddings.
+
+Example::
+
+    summary = await run_pipeline(settings, entries, stop=asyncio.Event())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pathgen.runs import registry
+from pathgen.runs.handlers.caption import (
+    handle_degrade,
+    handle_describe,
+    handle_revise,
+    handle_summarize,
+)
+from pathgen.runs.handlers.embed import handle_embed
+from pathgen.runs.handlers.select import handle_select
+from pathgen.runs.handlers.tile import handle_tile
+from pathgen.runs.manifest import SlideEntry
+from pathgen.runs.owner import reclaim_dead_local_leases
+from pathgen.runs.progress import RunProgress, report_until, snapshot
+from pathgen.runs.queue import Claimed, Completion
+from pathgen.runs.resources import Resources, RunResources
+from pathgen.runs.worker import StageHandler, Worker, WorkerStats
+from pathgen.settings import Settings
+from pathgen.store import migrate
+from pathgen.store.engine import make_engine
+from pathgen.types import PIPELINE_STAGES
+
+log = logging.getLogger("pathgen.run")
+
+Handler = Callable[[Claimed, Resources], Awaitable[Completion]]
+HANDLERS: dict[str, Handler] = {
+    "tile": handle_tile,
+    "embed": handle_embed,
+    "select": handle_select,
+    "describe": handle_describe,
+    "degrade": handle_degrade,
+    "revise": handle_revise,
+    "summarize": handle_summarize,
+}
+
+
+def stage_concurrency(settings: Settings, stage: str, override: int | None = None) -> int:
+    if stage == "tile":
+        return override or settings.tiling.workers
+    if stage in ("embed", "select"):
+        return 1
+    cap = getattr(settings.captioning, stage).max_concurrency
+    return min(cap, override) if override else cap
+
+
+def build_handlers(
+    resources: RunResources, stages: Sequence[str], concurrency: int | None = None
+) -> list[StageHandler]:
+    unknown = [s for s in stages if s not in HANDLERS]
+    if unknown:
+        from pathgen.errors import ConfigError
+
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(PIPELINE_STAGES)}")
+    ordered = [s for s in PIPELINE_STAGES if s in stages]
+    return [
+        StageHandler(
+            s,
+            stage_concurrency(resources.settings, s, concurrency),
+            partial(_dispatch, HANDLERS[s], resources),
+        )
+        for s in ordered
+    ]
+
+
+async def _dispatch(handler: Handler, resources: RunResources, item: Claimed) -> Completion:
+    return await handler(item, await resources.for_run(item.run_id))
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    created: bool
+    stats: WorkerStats
+    progress: RunProgress
+    interrupted: bool
+
+
+async def open_store(settings: Settings) -> AsyncEngine:
+    """The engine for the configured database, migrated to head (a new database is created)."""
+    engine = make_engine(settings.database.url)
+    current = await migrate.current(engine)
+    if current != migrate.head():
+        await migrate.upgrade(engine)
+    return engine
+
+
+def _absolute_paths(settings: Settings) -> Settings:
+    data_dir = str(Path(settings.run.data_dir).expanduser().resolve())
+    preview = settings.tiling.preview_dir
+    update = {"run": settings.run.model_copy(update={"data_dir": data_dir})}
+    if preview:
+        update["tiling"] = settings.tiling.model_copy(
+            update={"preview_dir": str(Path(preview).expanduser().resolve())}
+        )
+    return settings.model_copy(update=update)
+
+
+async def run_pipeline(
+    settings: Settings,
+    entries: Sequence[SlideEntry],
+    *,
+    run_id: str | None = None,
+    stages: Sequence[str] = PIPELINE_STAGES,
+    stop: asyncio.Event | None = None,
+    log_format: str = "rich",
+    show_progress: bool = True,
+    grace_s: float = 30.0,
+) -> RunSummary:
+    """Create or resume a run over ``entries`` and work until every item is done or parked."""
+    settings = _absolute_paths(settings)
+    run_id = run_id or registry.default_run_id(settings)
+    stop = stop or asyncio.Event()
+    engine = await open_store(settings)
+    res = RunResources(settings, engine)
+    try:
+        created = await registry.ensure_run(engine, run_id, settings)
+        await registry.add_slides(
+            engine, run_id, entries, max_attempts=settings.workers.max_attempts
+        )
+        reclaimed = await reclaim_dead_local_leases(engine, run_id)
+        if reclaimed:
+            log.warning("reclaimed %d item(s) leased by a worker that died", reclaimed)
+        worker = Worker(
+            engine,
+            build_handlers(res, stages),
+            run_id=run_id,
+            lease_s=settings.workers.lease_s,
+            exit_when_idle=True,
+            stop=stop,
+            grace_s=grace_s,
+        )
+        done = asyncio.Event()
+        reporter = (
+            asyncio.create_task(report_until(engine, run_id, done, log_format=log_format))
+            if show_progress
+            else None
+        )
+        try:
+            stats = await worker.run()
+        finally:
+            done.set()
+            if reporter is not None:
+                await reporter
+        progress = await snapshot(engine, run_id)
+        interrupted = stop.is_set() and not progress.finished
+        status = "interrupted" if interrupted else "completed"
+        await registry.finish_run(engine, run_id, status)
+        progress.status = status
+        return RunSummary(run_id, created, stats, progress, interrupted)
+    finally:
+        await res.aclose()
+        await engine.dispose()
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    stages: Sequence[str] = PIPELINE_STAGES,
+    concurrency: int | None = None,
+    run_id: str | None = None,
+    stop: asyncio.Event | None = None,
+    exit_when_idle: bool = False,
+    grace_s: float = 30.0,
+) -> WorkerStats:
+    """Claim and process items of ``stages`` (any run, or one run) until stopped."""
+    settings = _absolute_paths(settings)
+    engine = await open_store(settings)
+    res = RunResources(settings, engine)
+    try:
+        worker = Worker(
+            engine,
+            build_handlers(res, stages, concurrency),
+            run_id=run_id,
+            lease_s=settings.workers.lease_s,
+            exit_when_idle=exit_when_idle,
+            stop=stop or asyncio.Event(),
+            grace_s=grace_s,
+        )
+        return await worker.run()
+    finally:
+        await res.aclose()
+        await engine.dispose()

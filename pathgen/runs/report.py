@@ -1,0 +1,64 @@
+"""What went wrong in a run: failed slides and parked items, for summaries and `status`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pathgen.store.engine import session_scope
+from pathgen.store.models import RunSlide, Slide, WorkItem
+
+
+@dataclass(frozen=True)
+class SlideProblem:
+    slide_id: int
+    path: str
+    reason: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ParkedItem:
+    stage: str
+    key: str
+    attempts: int
+    error: str | None
+
+
+async def slide_problems(engine: AsyncEngine, run_id: str) -> list[SlideProblem]:
+    """Failed slides, and tiled slides that carry a warning (e.g. unreadable tiles)."""
+    async with session_scope(engine) as session:
+        rows = await session.execute(
+            select(Slide.id, Slide.path, Slide.status, Slide.error_reason, Slide.error)
+            .join(RunSlide, RunSlide.slide_id == Slide.id)
+            .where(RunSlide.run_id == run_id, Slide.error.is_not(None))
+            .order_by(Slide.id)
+        )
+        return [
+            SlideProblem(sid, path, reason or ("warning" if status == "tiled" else None), error)
+            for sid, path, status, reason, error in rows
+        ]
+
+
+async def parked_items(engine: AsyncEngine, run_id: str, limit: int = 50) -> list[ParkedItem]:
+    async with session_scope(engine) as session:
+        rows = await session.execute(
+            select(WorkItem.stage, WorkItem.key, WorkItem.attempts, WorkItem.last_error)
+            .where(WorkItem.run_id == run_id, WorkItem.status == "failed")
+            .order_by(WorkItem.id)
+            .limit(limit)
+        )
+        return [ParkedItem(*r) for r in rows]
+
+
+async def slide_counts(engine: AsyncEngine, run_id: str) -> dict[str, int]:
+    async with session_scope(engine) as session:
+        rows = await session.execute(
+            select(Slide.status, func.count())
+            .join(RunSlide, RunSlide.slide_id == Slide.id)
+            .where(RunSlide.run_id == run_id)
+            .group_by(Slide.status)
+        )
+        return {status: n for status, n in rows}

@@ -1,0 +1,132 @@
+"""What stage handlers share inside one worker process: settings, engine, slides, models.
+
+Heavy resources (the CLIP model, LLM clients) are created on first use, once per
+process, and closed with the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pathgen.settings import Settings, StageSettings
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    _clip: Any = None
+    _slides: Any = None
+    _clients: dict[str, Any] = field(default_factory=dict)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _text_cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.run.data_dir)
+
+    @property
+    def slides(self) -> Any:
+        """One :class:`pathgen.slides.SlideCache` per process: a slide is opened once."""
+        if self._slides is None:
+            from pathgen.slides import SlideCache
+
+            self._slides = SlideCache(max_open=16)
+        return self._slides
+
+    async def clip(self) -> Any:
+        """The run's CLIP model (loaded in a thread on first use)."""
+        async with self._lock:
+            if self._clip is None:
+                from pathgen.embed import load_clip
+
+                self._clip = await asyncio.to_thread(load_clip, self.settings.model)
+        return self._clip
+
+    async def text_embeddings(self, texts: list[str]) -> Any:
+        """CLIP text embeddings, cached by text for the life of the worker."""
+        import numpy as np
+
+        clip = await self.clip()
+        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        if missing:
+            emb = await asyncio.to_thread(clip.encode_texts, missing)
+            self._text_cache.update(zip(missing, emb, strict=True))
+        if not texts:
+            return np.zeros((0, clip.embed_dim), dtype=np.float32)
+        return np.stack([self._text_cache[t] for t in texts])
+
+    async def client(self, stage: str) -> Any:
+        """One LLM client per stage configuration (shared by all items of the stage)."""
+        cfg: StageSettings = getattr(self.settings.captioning, stage)
+        key = cfg.model_dump_json()
+        async with self._lock:
+            if key not in self._clients:
+                if cfg.provider == "offline":
+                    from pathgen.llm.offline import make_offline_client
+
+                    if self._clip is None:
+                        from pathgen.embed import load_clip
+
+                        self._clip = await asyncio.to_thread(load_clip, self.settings.model)
+                    self._clients[key] = make_offline_client(cfg, self._clip)
+                else:
+                    from pathgen.llm.factory import make_client
+
+                    self._clients[key] = make_client(cfg)
+            return self._clients[key]
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        if self._slides is not None:
+            self._slides.clear()
+
+
+class RunResources:
+    """Resources per run, built from each run's own config snapshot.
+
+    A worker may serve several runs; each run's pipeline parameters (model, tiling,
+    prompts, providers) come from the snapshot stored when the run was created, while
+    the database URL and data directory are this worker's own (shared storage).
+    """
+
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._by_run: dict[str, Resources] = {}
+        self._lock = asyncio.Lock()
+
+    async def for_run(self, run_id: str) -> Resources:
+        async with self._lock:
+            if run_id not in self._by_run:
+                from pathgen.store.engine import session_scope
+                from pathgen.store.models import Run
+
+                async with session_scope(self.engine) as session:
+                    run = await session.get(Run, run_id)
+                settings = self.settings
+                if run is not None and run.config:
+                    snap = Settings.model_validate(run.config)
+                    settings = snap.model_copy(
+                        update={
+                            "database": self.settings.database,
+                            "run": snap.run.model_copy(
+                                update={"data_dir": self.settings.run.data_dir}
+                            ),
+                            "workers": self.settings.workers,
+                        }
+                    )
+                self._by_run[run_id] = Resources(settings, self.engine)
+            return self._by_run[run_id]
+
+    async def aclose(self) -> None:
+        for res in self._by_run.values():
+            await res.aclose()
+        self._by_run.clear()

@@ -1,0 +1,122 @@
+"""The curation web app: ``create_app(settings)`` builds a FastAPI app (served by ``pathgen serve``).
+
+The lifespan opens one database engine (``settings.database.url``), one
+:class:`~pathgen.slides.SlideCache` for thumbnails and one CLIP model cache for search
+by meaning, and closes them on shutdown.
+
+Example::
+
+    app = create_app(load_settings(), reviewer="ana")
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pathgen.errors import StoreError
+from pathgen.settings import Settings
+from pathgen.slides import SlideCache
+from pathgen.store import migrate
+from pathgen.store.engine import make_engine
+from pathgen.web import actions, media, pages
+from pathgen.web.csrf import request_token, set_token_cookie
+from pathgen.web.render import STATIC_DIR, make_templates, render
+from pathgen.web.semantic import ClipModels
+
+log = logging.getLogger(__name__)
+
+
+def default_reviewer() -> str:
+    """``$USER`` (or the login name), used until a curator types a name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "curator"
+
+
+async def check_schema(engine: AsyncEngine) -> None:
+    """Raise :class:`StoreError` unless the database schema is at the current head."""
+    current = await migrate.current(engine)
+    head = migrate.head()
+    if current != head:
+        at = current or "empty (no schema)"
+        raise StoreError(
+            f"database is at revision {at}, the web UI needs {head}: run `pathgen db upgrade`"
+        )
+
+
+def create_app(
+    settings: Settings, *, reviewer: str | None = None, slide_cache_size: int = 16
+) -> FastAPI:
+    """The curation app for the database named by ``settings.database.url``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database.url, echo=settings.database.echo)
+        try:
+            await check_schema(engine)
+            app.state.engine = engine
+            app.state.slides = SlideCache(max_open=slide_cache_size)
+            app.state.clip_models = ClipModels()
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="pathgen curation", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.templates = make_templates()
+    app.state.default_reviewer = (reviewer or default_reviewer()).strip() or "curator"
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(pages.router)
+    app.include_router(media.router)
+    app.include_router(actions.router)
+
+    @app.middleware("http")
+    async def csrf_cookie(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        token, new = request_token(request)
+        request.state.csrf_token = token
+        response = await call_next(request)
+        if new:
+            set_token_cookie(response, token, secure=request.url.scheme == "https")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        title = {404: "Not found", 403: "Forbidden", 400: "Bad request"}.get(
+            exc.status_code, "Error"
+        )
+        return render(
+            request,
+            "error.html",
+            {"title": title, "status": exc.status_code, "message": str(exc.detail)},
+            status_code=exc.status_code,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}"
+        return render(
+            request,
+            "error.html",
+            {"title": "Bad request", "status": 400, "message": message},
+            status_code=400,
+        )
+
+    return app

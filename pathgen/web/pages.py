@@ -1,0 +1,212 @@
+"""The HTML pages: runs dashboard, a run's tile grid, a tile's page, search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
+from markupsafe import Markup, escape
+
+from pathgen.curation import search_captions
+from pathgen.curation.search import CaptionHit
+from pathgen.errors import PathgenError
+from pathgen.store.engine import session_scope
+from pathgen.store.models import CaptionRevision, Run
+from pathgen.web.diffs import diff_stats, word_diff
+from pathgen.web.queries import (
+    REVIEW_STATES,
+    GridItem,
+    grid_items,
+    review_counts,
+    run_summaries,
+    tile_detail,
+    tile_grid,
+)
+from pathgen.web.render import render
+from pathgen.web.semantic import search_by_meaning
+
+router = APIRouter()
+PER_PAGE = 48
+SEARCH_LIMIT = 48
+SEARCH_MODES = ("text", "meaning")
+
+
+def slide_missing(path: str) -> bool:
+    return not Path(path).exists()
+
+
+@router.get("/", response_class=HTMLResponse, name="dashboard")
+async def dashboard(request: Request) -> HTMLResponse:
+    async with session_scope(request.app.state.engine) as session:
+        runs = await run_summaries(session)
+    return render(request, "dashboard.html", {"runs": runs})
+
+
+async def _run_or_404(request: Request, run_id: str) -> Run:
+    async with session_scope(request.app.state.engine) as session:
+        run = await session.get(Run, run_id)
+    if run is None:
+        raise HTTPException(404, f"run {run_id!r} does not exist")
+    return run
+
+
+def _mark_missing(items: list[GridItem]) -> dict[int, bool]:
+    return {sid: slide_missing(path) for sid, path in {(i.slide.id, i.slide.path) for i in items}}
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse, name="run")
+async def run_page(
+    request: Request,
+    run_id: str,
+    review: str | None = Query(None),
+    page: int = Query(1, ge=1),
+) -> HTMLResponse:
+    if review not in (None, "", *REVIEW_STATES):
+        raise HTTPException(400, f"review filter must be one of {', '.join(REVIEW_STATES)}")
+    review = review or None
+    await _run_or_404(request, run_id)
+    async with session_scope(request.app.state.engine) as session:
+        summary = (await run_summaries(session, run_id))[0]
+        grid = await tile_grid(session, run_id, review=review, page=page, per_page=PER_PAGE)
+        counts = await review_counts(session, run_id)
+    return render(
+        request,
+        "run.html",
+        {
+            "summary": summary,
+            "run": summary.run,
+            "grid": grid,
+            "review": review,
+            "counts": counts,
+            "states": REVIEW_STATES,
+            "missing": _mark_missing(grid.items),
+        },
+    )
+
+
+@dataclass
+class RevisionView:
+    rev: CaptionRevision
+    parent: CaptionRevision | None
+    diff: Markup | None
+    inserted: int
+    deleted: int
+    in_final: bool
+    is_final: bool
+
+
+@router.get("/tiles/{tile_id}", response_class=HTMLResponse, name="tile")
+async def tile_page(request: Request, tile_id: int, run: str | None = Query(None)) -> HTMLResponse:
+    async with session_scope(request.app.state.engine) as session:
+        detail = await tile_detail(session, tile_id, run or None)
+        if detail is None:
+            raise HTTPException(404, f"tile {tile_id} does not exist")
+        if run and run not in detail.runs:
+            raise HTTPException(404, f"tile {tile_id} is not part of run {run!r}")
+    by_id = {r.id: r for r in detail.revisions}
+    views = []
+    for rev in detail.revisions:
+        parent = by_id.get(rev.parent_id) if rev.parent_id is not None else None
+        ins, dele = diff_stats(parent.text, rev.text) if parent else (0, 0)
+        views.append(
+            RevisionView(
+                rev=rev,
+                parent=parent,
+                diff=word_diff(parent.text, rev.text) if parent else None,
+                inserted=ins,
+                deleted=dele,
+                in_final=rev.id in detail.final_chain,
+                is_final=rev.id == detail.final_id,
+            )
+        )
+    final = by_id.get(detail.final_id) if detail.final_id is not None else None
+    review = detail.reviews[0] if detail.reviews else None
+    slide = detail.slide
+    rect = None
+    if slide.width and slide.height:
+        t = detail.tile
+        rect = {
+            "left": 100 * t.x / slide.width,
+            "top": 100 * t.y / slide.height,
+            "width": max(0.6, 100 * t.size / slide.width),
+            "height": max(0.6, 100 * t.size / slide.height),
+        }
+    return render(
+        request,
+        "tile.html",
+        {
+            "d": detail,
+            "tile": detail.tile,
+            "slide": slide,
+            "run_id": detail.run_id,
+            "views": views,
+            "final": final,
+            "state": review.decision if review else "unreviewed",
+            "missing": slide_missing(slide.path),
+            "rect": rect,
+            "next_url": request.url.path + (f"?run={detail.run_id}" if detail.run_id else ""),
+        },
+    )
+
+
+def snippet_html(hit: CaptionHit) -> Markup:
+    """The hit's snippet, escaped, with matched words in ``<mark>``."""
+    return Markup("").join(
+        Markup("<mark>{}</mark>").format(t) if is_match else escape(t)
+        for t, is_match in hit.snippet_parts()
+    )
+
+
+@router.get("/runs/{run_id}/search", response_class=HTMLResponse, name="search")
+async def search_page(
+    request: Request,
+    run_id: str,
+    q: str = Query("", max_length=500),
+    mode: str = Query("text"),
+) -> HTMLResponse:
+    if mode not in SEARCH_MODES:
+        raise HTTPException(400, f"search mode must be one of {', '.join(SEARCH_MODES)}")
+    run = await _run_or_404(request, run_id)
+    q = q.strip()
+    items: list[GridItem] = []
+    snippets: dict[int, Markup] = {}
+    error = None
+    if q and mode == "text":
+        async with session_scope(request.app.state.engine) as session:
+            hits = await search_captions(session, q, run_id=run_id, limit=SEARCH_LIMIT * 4)
+            order: list[int] = []
+            for hit in hits:
+                if hit.tile_id not in snippets:
+                    order.append(hit.tile_id)
+                    snippets[hit.tile_id] = Markup("<span class=stage>{}</span> ").format(
+                        hit.stage
+                    ) + snippet_html(hit)
+            items = await grid_items(session, run_id, order[:SEARCH_LIMIT])
+    elif q:
+        try:
+            hits_m = await search_by_meaning(
+                request.app.state.engine, request.app.state.clip_models, run, q, SEARCH_LIMIT
+            )
+        except PathgenError as exc:
+            error = str(exc)
+        else:
+            async with session_scope(request.app.state.engine) as session:
+                items = await grid_items(session, run_id, [tid for tid, _ in hits_m])
+            scores = dict(hits_m)
+            for item in items:
+                item.score = scores.get(item.tile.id)
+    return render(
+        request,
+        "search.html",
+        {
+            "run": run,
+            "q": q,
+            "mode": mode,
+            "items": items,
+            "snippets": snippets,
+            "error": error,
+            "missing": _mark_missing(items),
+        },
+    )

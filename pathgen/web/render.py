@@ -1,0 +1,94 @@
+"""Template rendering shared by the web routes: the Jinja2 environment, reviewer cookie, links.
+
+Autoescaping is on for every template; model text is never marked safe (diff markup
+escapes the words itself, see :mod:`pathgen.web.diffs`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlencode
+
+import jinja2
+from fastapi import Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+REVIEWER_COOKIE = "pathgen_reviewer"
+MAX_REVIEWER = 128
+
+
+def make_templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["money"] = _money
+    env.filters["count"] = _count
+    env.filters["when"] = _when
+    env.globals["query"] = _query
+    return Jinja2Templates(env=env)
+
+
+def _money(value: float | None) -> str:
+    value = value or 0.0
+    if value == 0:
+        return "$0"
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def _count(value: int | None) -> str:
+    return f"{value or 0:,}"
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "-"
+
+
+def _query(path: str, **params: Any) -> str:
+    """``path?k=v`` with the params that are set (URL-encoded)."""
+    clean = {k: v for k, v in params.items() if v not in (None, "") and not _is_nan(v)}
+    return f"{path}?{urlencode(clean)}" if clean else path
+
+
+def _is_nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def reviewer_name(request: Request) -> str:
+    """The reviewer remembered in the cookie, else the server's default (``--reviewer``)."""
+    raw = unquote(request.cookies.get(REVIEWER_COOKIE, "")).strip()
+    return raw[:MAX_REVIEWER] or request.app.state.default_reviewer
+
+
+def remember_reviewer(response: Response, name: str) -> None:
+    response.set_cookie(
+        REVIEWER_COOKIE, quote(name, safe=""), max_age=365 * 86400, samesite="lax", path="/"
+    )
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    """Render template ``name`` with the CSRF token and reviewer every page needs."""
+    ctx = {
+        "csrf_token": request.state.csrf_token,
+        "reviewer": reviewer_name(request),
+        **context,
+    }
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, name, ctx, status_code=status_code)
+
+
+def safe_next(target: str | None, fallback: str) -> str:
+    """A local redirect target (a path on this site), else ``fallback``."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return fallback

@@ -1,0 +1,92 @@
+"""Pure parts of the slides package: µm/px resolution order, grid rounding, tissue
+segmentation and the fingerprint."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pathgen.errors import SlideError
+from pathgen.settings import TissueSettings
+from pathgen.slides import TissueParams, fingerprint_slide, resolve_mpp
+from pathgen.slides.grid import axis_starts
+from pathgen.slides.tissue import segment_tissue
+
+
+def _reader(**props: str) -> SimpleNamespace:
+    return SimpleNamespace(path="s.svs", properties={f"openslide.{k}": v for k, v in props.items()})
+
+
+def test_mpp_resolution_order():
+    both = {"mpp-x": "0.2522", "mpp-y": "0.2528", "objective-power": "20"}
+    mpp, source = resolve_mpp(_reader(**both), manifest_mpp=0.5, assume_mpp=1.0)
+    assert (mpp, source) == (pytest.approx(0.2525), "openslide")
+    assert resolve_mpp(_reader(**{"mpp-y": "0.5"})) == (0.5, "openslide")
+    assert resolve_mpp(_reader(**{"objective-power": "40"}), 0.3) == (0.25, "objective_power")
+    assert resolve_mpp(_reader(**{"objective-power": "20"})) == (0.5, "objective_power")
+    assert resolve_mpp(_reader(), manifest_mpp=0.3, assume_mpp=1.0) == (0.3, "manifest")
+    assert resolve_mpp(_reader(), assume_mpp=1.0) == (1.0, "assumed")
+    # 72 dpi from an image editor is not a scan resolution
+    assert resolve_mpp(_reader(**{"mpp-x": "352.7778"}), assume_mpp=1.0) == (1.0, "assumed")
+    with pytest.raises(SlideError) as err:
+        resolve_mpp(_reader(**{"mpp-x": "0", "objective-power": "bogus"}))
+    assert err.value.reason == "no_mpp" and "--assume-mpp" in str(err.value)
+    with pytest.raises(SlideError, match="non-square"):
+        resolve_mpp(_reader(**{"mpp-x": "0.25", "mpp-y": "0.5"}))
+
+
+@pytest.mark.parametrize("extent_um", [2000.0, 2100.0, 10_037.0, 333.0])
+def test_grid_count_depends_on_physical_extent_only(extent_um):
+    counts = set()
+    for mpp in (0.2435, 0.25, 0.2631, 0.499, 0.5):
+        step = 336 * 0.5 / mpp
+        extent = round(extent_um / mpp)
+        starts = axis_starts(7, extent, step)
+        assert np.all(starts >= 7) and np.all(starts + round(step) <= 7 + extent)
+        assert np.all(np.diff(starts) >= round(step) - 1)
+        counts.add(len(starts))
+    assert len(counts) == 1
+
+
+def _slide_like(size: int = 400) -> np.ndarray:
+    img = np.full((size, size, 3), 242, np.uint8)
+    img[100:300, 100:300] = (220, 140, 190)  # tissue, 200x200 px
+    img[180:190, 180:190] = 242  # small hole
+    img[20:23, 350:353] = (90, 50, 140)  # speck of dust
+    return img
+
+
+def test_segment_tissue_fills_small_holes_and_drops_small_objects():
+    params = TissueParams.from_settings(TissueSettings())
+    mask, threshold = segment_tissue(_slide_like(), 8.0, params)  # 1.6 x 1.6 mm square
+    assert threshold >= params.saturation_floor
+    assert mask[200, 200] == 1 and mask[185, 185] == 1  # hole of 80x80 µm filled
+    assert mask[21, 351] == 0  # 24 µm speck removed
+    assert mask[50, 50] == 0 and mask[350, 350] == 0
+    assert abs(int(mask.sum()) - 200 * 200) < 0.05 * 200 * 200
+
+
+def test_segment_tissue_keeps_blank_slide_empty():
+    blank = np.full((200, 200, 3), 240, np.uint8)
+    blank[..., 2] = 236  # faint tint below the saturation floor
+    mask, _ = segment_tissue(blank, 8.0, TissueParams())
+    assert not mask.any()
+
+
+def test_fingerprint_sees_head_tail_and_size(tmp_path):
+    data = bytes(range(256)) * 20_000  # ~5 MiB
+    a, b = tmp_path / "a.tiff", tmp_path / "b.tiff"
+    a.write_bytes(data)
+    b.write_bytes(data)
+    assert fingerprint_slide(a) == fingerprint_slide(b)  # name does not matter
+    for pos in (10, len(data) - 10):
+        changed = bytearray(data)
+        changed[pos] ^= 0xFF
+        b.write_bytes(changed)
+        assert fingerprint_slide(b) != fingerprint_slide(a)
+    b.write_bytes(data + b"\0")
+    assert fingerprint_slide(b) != fingerprint_slide(a)
+    props = {"openslide.quickhash-1": "x"}
+    assert fingerprint_slide(a, props) != fingerprint_slide(a)

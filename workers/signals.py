@@ -1,0 +1,45 @@
+"""SIGINT/SIGTERM → a stop event: stop claiming, finish or release in-flight items, exit."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Run ``main(stop)`` in a fresh event loop; the first SIGINT/SIGTERM sets ``stop``,
+    a second one exits at once (leases then expire and other workers take over)."""
+
+    async def runner() -> T:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        hits = 0
+
+        def on_signal(signum: int) -> None:
+            nonlocal hits
+            hits += 1
+            if hits == 1:
+                print(
+                    f"\n{signal.Signals(signum).name}: finishing in-flight work, then exiting "
+                    "(press again to exit now)",
+                    file=sys.stderr,
+                )
+                stop.set()
+            else:
+                print("exiting now", file=sys.stderr)
+                raise SystemExit(130)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            return await main(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(runner())
