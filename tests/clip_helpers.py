@@ -19,7 +19,7 @@ TINY_CONFIG = ASSETS / "tiny_clip.json"
 
 
 def make_tiny_checkpoint(directory: Path, seed: int = 0) -> tuple[Path, Path]:
-    """Write the tiny config and a random-weight checkpoint; returns ``(config_json, checkpoint)``."""
+    """Write the tiny config and random weights; returns ``(config_json, checkpoint)``."""
     return write_tiny_clip(directory, seed=seed)
 
 

@@ -41,7 +41,9 @@ def test_shipped_configs_agree():
 
 def test_checkpoint_round_trip_gives_same_outputs(tmp_path):
     model, preprocess, ckpt = _reference_model(tmp_path)
-    clip = load_clip(ModelSettings(config_json=str(TINY_CONFIG), pretrained=str(ckpt), device="cpu"))
+    clip = load_clip(
+        ModelSettings(config_json=str(TINY_CONFIG), pretrained=str(ckpt), device="cpu")
+    )
     images = [_image(0), _image(1)]
     with torch.inference_mode():
         pixels = torch.stack([preprocess(im) for im in images])
@@ -52,7 +54,9 @@ def test_checkpoint_round_trip_gives_same_outputs(tmp_path):
     np.testing.assert_allclose(
         clip.encode_texts(["tumour nests", "adipose tissue"]), ref_txt, rtol=0, atol=1e-6
     )
-    assert clip.fingerprint == f"tiny_clip:{clip.fingerprint.split(':')[1]}:sha256-{file_sha256(ckpt)}"
+    assert (
+        clip.fingerprint == f"tiny_clip:{clip.fingerprint.split(':')[1]}:sha256-{file_sha256(ckpt)}"
+    )
     assert clip.name == "tiny_clip" and clip.context_length == 77 and clip.embed_dim == 64
 
 
@@ -62,7 +66,9 @@ def test_wrapped_and_module_prefixed_checkpoint_loads(tmp_path):
     sd = {f"module.{k}": v for k, v in model.state_dict().items()}
     torch.save({"state_dict": sd, "epoch": 3}, wrapped)
     a = load_clip(ModelSettings(config_json=str(TINY_CONFIG), pretrained=str(ckpt), device="cpu"))
-    b = load_clip(ModelSettings(config_json=str(TINY_CONFIG), pretrained=str(wrapped), device="cpu"))
+    b = load_clip(
+        ModelSettings(config_json=str(TINY_CONFIG), pretrained=str(wrapped), device="cpu")
+    )
     img = [_image(5)]
     np.testing.assert_array_equal(a.encode_images(img), b.encode_images(img))
     assert a.fingerprint != b.fingerprint  # different files, different sha256
@@ -85,7 +91,9 @@ def test_outputs_are_unit_norm_and_score_is_cosine(tmp_path):
     txt = clip.encode_texts(["necrosis", "fibrous stroma", "lymphocytes"])
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(clip.score(img, ["necrosis", "lymphocytes"]), txt[[0, 2]] @ emb[0], atol=1e-5)
+    np.testing.assert_allclose(
+        clip.score(img, ["necrosis", "lymphocytes"]), txt[[0, 2]] @ emb[0], atol=1e-5
+    )
     assert emb.dtype == np.float32 and emb.shape == (1, 64)
 
 

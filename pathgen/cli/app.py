@@ -12,9 +12,13 @@ from typer.core import TyperGroup
 
 from pathgen import __version__
 from pathgen.cli import (  # one command module per line
+    captions_cmd,
     db_cmd,
     demo_cmd,
+    eval_cmd,
+    export_cmd,
     run_cmd,
+    serve_cmd,
     synth_cmd,
 )
 from pathgen.cli.context import state
@@ -43,10 +47,14 @@ app = typer.Typer(
     add_completion=False,
 )
 COMMAND_MODULES = (  # one per line, same order as the import
+    captions_cmd,
+    export_cmd,
     db_cmd,
     run_cmd,
     synth_cmd,
     demo_cmd,
+    eval_cmd,
+    serve_cmd,
 )
 for module in COMMAND_MODULES:
     module.register(app)

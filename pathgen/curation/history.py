@@ -123,7 +123,9 @@ def _step(rev: CaptionRevision, parent: CaptionRevision | None) -> RevisionStep:
 async def tile_history(
     session: AsyncSession, tile_id: int, run_id: str | None = None
 ) -> TileHistory:
-    """Every revision chain of a tile (one per leaf revision, oldest first) and its reviews.
+    """Every revision chain of a tile (one per leaf revision) and its reviews.
+
+    Chains run oldest revision first; the ``caption`` branch's chains come first.
 
     Raises :class:`StoreError` when the tile does not exist.
     """
@@ -141,7 +143,10 @@ async def tile_history(
     tile, slide_path = row
     revisions = await tile_revisions(session, tile_id, run_id)
     parents = {r.parent_id for r in revisions if r.parent_id is not None}
-    leaves = [r for r in revisions if r.id not in parents]
+    # The caption branch first, then side branches (degraded copies), each oldest first.
+    leaves = sorted(
+        (r for r in revisions if r.id not in parents), key=lambda r: (r.branch != "caption", r.id)
+    )
     chains: list[list[RevisionStep]] = []
     for leaf in leaves:
         chain = await revision_chain(session, leaf.id)

@@ -39,7 +39,7 @@ from pathgen.eval.ranking import (
 )
 from pathgen.eval.records import RevisionRecord, RunData
 from pathgen.eval.recovery_metrics import recovery_summary
-from pathgen.eval.review_metrics import describe, edit_distances, review_rates
+from pathgen.eval.review_metrics import describe, review_summary
 from pathgen.eval.semantic import SentenceModel, paired_cosine
 from pathgen.eval.text_metrics import bleu4, distinct_n, rouge_l, type_token_ratio, words
 from pathgen.eval.tile_images import TileImageCache
@@ -196,24 +196,6 @@ def _group_metrics(
     return out
 
 
-def _review_metrics(data: RunData) -> dict[str, Any]:
-    by_id = {r.id: r for r in data.revisions}
-    pairs = [
-        (by_id[r.parent_id].text, r.text)
-        for r in data.revisions
-        if r.stage == "human" and r.status == "ok" and r.parent_id in by_id
-    ]
-    rates = review_rates([r.decision for r in data.reviews])
-    distances = edit_distances(pairs)
-    return {
-        **rates,
-        "captioned_tiles": len(data.final_revision_ids),
-        "human_edits": len(pairs),
-        "edit_distance": describe(distances),
-        "distributions": {"edit_distance": distances},
-    }
-
-
 def evaluate_run(
     data: RunData,
     clip: ClipModel,
@@ -266,6 +248,6 @@ def evaluate_run(
         "near_duplicate_threshold": NEAR_DUPLICATE_COSINE,
         "groups": groups,
         "recovery": recovery_summary(data.revisions),
-        "review": _review_metrics(data),
+        "review": review_summary(data),
         "references": ref_baseline,
     }

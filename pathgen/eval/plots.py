@@ -48,8 +48,12 @@ def grouped_bars(
     ylabel: str,
     title: str,
     path: str | os.PathLike[str],
+    notes: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
-    """Bars per category (x) for each series (legend); ``None`` values are drawn as 0."""
+    """Bars per category (x) for each series (legend), annotated with ``notes[series][cat]``.
+
+    ``None`` values are drawn as an empty bar labelled "n/a".
+    """
     plt = _pyplot()
     categories = sorted({c for values in series.values() for c in values})
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
@@ -57,7 +61,13 @@ def grouped_bars(
     x = np.arange(len(categories))
     for i, (name, values) in enumerate(sorted(series.items())):
         heights = [values.get(c) or 0.0 for c in categories]
-        ax.bar(x + i * width - 0.4 + width / 2, heights, width, label=name)
+        xs = x + i * width - 0.4 + width / 2
+        ax.bar(xs, heights, width, label=name)
+        for xi, cat, h in zip(xs, categories, heights, strict=True):
+            note = (notes or {}).get(name, {}).get(cat)
+            text = "n/a" if values.get(cat) is None else note
+            if text:
+                ax.text(xi, h + 0.01, text, ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, categories)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(ylabel)
@@ -74,7 +84,9 @@ def grouped_bars(
 
 
 def confusion_matrix_plot(
-    matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str,
+    matrix: Sequence[Sequence[int]],
+    classes: Sequence[str],
+    title: str,
     path: str | os.PathLike[str],
 ) -> Path:
     """A labelled confusion matrix (rows: true class, columns: predicted class)."""

@@ -60,7 +60,7 @@ def near_duplicate_rate(emb: np.ndarray, threshold: float = NEAR_DUPLICATE_COSIN
 
 
 def exact_duplicate_rate(texts: Sequence[str]) -> float | None:
-    """Share of texts whose :func:`~pathgen.eval.text_metrics.normalise` form another text shares."""
+    """Share of texts whose normalised form (lowercase, no punctuation) another text shares."""
     if not texts:
         return None
     keys = [normalise(t) for t in texts]

@@ -77,12 +77,18 @@ def write_eval_report(metrics: dict[str, Any], out_dir: str | os.PathLike[str]) 
     for name, group in metrics["groups"].items():
         dist = group["distributions"]
         key = slug(name)
-        plots.histogram(dist["clip_score"], "CLIP image–caption cosine", name,
-                        plot_dir / f"clip_{key}.png")
-        plots.histogram(dist["words"], "caption length (words)", name,
-                        plot_dir / f"words_{key}.png")
-        plots.histogram(dist["clip_tokens"], "caption length (CLIP tokens)", name,
-                        plot_dir / f"tokens_{key}.png")
+        plots.histogram(
+            dist["clip_score"], "CLIP image–caption cosine", name, plot_dir / f"clip_{key}.png"
+        )
+        plots.histogram(
+            dist["words"], "caption length (words)", name, plot_dir / f"words_{key}.png"
+        )
+        plots.histogram(
+            dist["clip_tokens"],
+            "caption length (CLIP tokens)",
+            name,
+            plot_dir / f"tokens_{key}.png",
+        )
         figures[name] = {
             "clip": f"plots/clip_{key}.png",
             "words": f"plots/words_{key}.png",
@@ -93,14 +99,24 @@ def write_eval_report(metrics: dict[str, Any], out_dir: str | os.PathLike[str]) 
         model: {op: v["rate"] for op, v in bucket["by_op"].items()}
         for model, bucket in recovery["by_model"].items()
     }
-    plots.grouped_bars(series, "share of edits undone", "reviser recovery by edit type",
-                       plot_dir / "recovery.png")
-    plots.histogram(metrics["review"]["distributions"]["edit_distance"],
-                    "normalised word edit distance", "human edits",
-                    plot_dir / "edit_distance.png")
-    html = _environment().get_template("eval_report.html.jinja2").render(
-        m=metrics, figures=figures
+    notes = {
+        model: {op: f"{v['undone']}/{v['made']}" for op, v in bucket["by_op"].items()}
+        for model, bucket in recovery["by_model"].items()
+    }
+    plots.grouped_bars(
+        series,
+        "share of edits undone",
+        "reviser recovery by edit type (undone/made)",
+        plot_dir / "recovery.png",
+        notes=notes,
     )
+    plots.histogram(
+        metrics["review"]["distributions"]["edit_distance"],
+        "normalised word edit distance",
+        "human edits",
+        plot_dir / "edit_distance.png",
+    )
+    html = _environment().get_template("eval_report.html.jinja2").render(m=metrics, figures=figures)
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")
     return index
@@ -114,12 +130,18 @@ def write_zeroshot_report(metrics: dict[str, Any], out_dir: str | os.PathLike[st
     figures = {}
     for label, result in metrics["checkpoints"].items():
         name = f"plots/confusion_{slug(label)}.png"
-        plots.confusion_matrix_plot(result["confusion_matrix"], metrics["classes"],
-                                    f"{label}: {result['pretrained']}", out / name)
+        plots.confusion_matrix_plot(
+            result["confusion_matrix"],
+            metrics["classes"],
+            f"{label}: {result['pretrained']}",
+            out / name,
+        )
         figures[label] = name
     write_metrics(metrics, out)
-    html = _environment().get_template("zeroshot_report.html.jinja2").render(
-        m=metrics, figures=figures
+    html = (
+        _environment()
+        .get_template("zeroshot_report.html.jinja2")
+        .render(m=metrics, figures=figures)
     )
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")

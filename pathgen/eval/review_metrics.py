@@ -9,9 +9,11 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from pathgen.eval.records import RunData
 from pathgen.eval.text_metrics import normalised_levenshtein
 
 DECISIONS = ("accept", "reject", "edit")
@@ -52,4 +54,23 @@ def describe(values: Sequence[float]) -> dict[str, float | int | None]:
         "median": float(median),
         "p75": float(p75),
         "max": float(arr.max()),
+    }
+
+
+def review_summary(data: RunData) -> dict[str, Any]:
+    """Review decision rates (newest per tile) and human-edit distances to the edited caption."""
+    by_id = {r.id: r for r in data.revisions}
+    pairs = [
+        (by_id[r.parent_id].text, r.text)
+        for r in data.revisions
+        if r.stage == "human" and r.status == "ok" and r.parent_id in by_id
+    ]
+    rates = review_rates([r.decision for r in data.reviews])
+    distances = edit_distances(pairs)
+    return {
+        **rates,
+        "captioned_tiles": len(data.final_revision_ids),
+        "human_edits": len(pairs),
+        "edit_distance": describe(distances),
+        "distributions": {"edit_distance": distances},
     }

@@ -92,6 +92,6 @@ def word_levenshtein(a: str, b: str) -> int:
 
 
 def normalised_levenshtein(a: str, b: str) -> float:
-    """:func:`word_levenshtein` divided by the longer text's word count (0..1; 0 for two empties)."""
+    """:func:`word_levenshtein` divided by the longer text's word count (0..1)."""
     longest = max(len(words(a)), len(words(b)))
     return word_levenshtein(a, b) / longest if longest else 0.0

@@ -71,7 +71,7 @@ def tar_member(name: str, size: int) -> tarfile.TarInfo:
 
 
 def write_shard(out_dir: Path, name: str, members: Iterable[tuple[str, bytes]]) -> str:
-    """Write ``members`` (``(file name, bytes)``, in order) as ``out_dir/name``; returns its sha256."""
+    """Write ``members`` (``(name, bytes)``, in order) as ``out_dir/name``; returns its sha256."""
     final = out_dir / name
     tmp = out_dir / (name + ".tmp")
     with tmp.open("wb") as fh:

@@ -68,7 +68,7 @@ batch_size = 32
 [selection]
 top_k = 8
 max_diverse = 16
-duplicate_threshold = 0.995
+duplicate_threshold = 0.999
 
 [captioning]
 degrade_copies = 1

@@ -35,6 +35,12 @@ USER = (
 _MARKER = re.compile(r"^\s*(?:[-*•·]+|\d{1,3}[.)]|\(?\d{1,3}\))\s*")
 _SEPARATORS = (" – ", " — ", " - ", ": ", " – ", "–", "—")
 _MIN_DEFINITION_WORDS = 3
+#: Free-text lines that are chatter around the prompts, not prompts.
+_CHATTER = re.compile(
+    r"^(here|sure|certainly|of course|okay|ok|i |i'm|i am|i can|as an|sorry|unfortunately|"
+    r"note|these|below|the following|hope|let me)\b",
+    re.IGNORECASE,
+)
 
 
 def organ_prompts_request(
@@ -85,7 +91,7 @@ def parse_organ_prompts(text: str, organ: str, *, strict: bool = False) -> list[
             continue
         pair = _split(line)
         if pair is None:
-            if strict or len(line.split()) < _MIN_DEFINITION_WORDS + 1:
+            if strict or len(line.split()) < _MIN_DEFINITION_WORDS + 1 or _CHATTER.match(line):
                 continue
             feature, body = None, line.rstrip()
         else:

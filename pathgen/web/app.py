@@ -1,4 +1,4 @@
-"""The curation web app: ``create_app(settings)`` builds a FastAPI app (served by ``pathgen serve``).
+"""The curation web app: ``create_app(settings)`` builds it; ``pathgen serve`` serves it.
 
 The lifespan opens one database engine (``settings.database.url``), one
 :class:`~pathgen.slides.SlideCache` for thumbnails and one CLIP model cache for search

@@ -35,8 +35,19 @@ def word_diff(old: str, new: str) -> Markup:
         if op in ("delete", "replace"):
             parts.append(Markup("<del>{}</del>").format("".join(a[i1:i2])))
         if op in ("insert", "replace"):
-            parts.append(Markup("<ins>{}</ins>").format("".join(b[j1:j2])))
+            parts.append(_wrap("ins", "".join(b[j1:j2])))
     return Markup("").join(parts)
+
+
+def _wrap(tag: str, text: str) -> Markup:
+    # Whitespace around the changed words stays outside the tag, so the page reads
+    # as the new text exactly, with only the changed words highlighted.
+    core = text.strip()
+    if not core:
+        return escape(text)
+    start = text.index(core)
+    lead, trail = text[:start], text[start + len(core) :]
+    return escape(lead) + Markup(f"<{tag}>{{}}</{tag}>").format(core) + escape(trail)
 
 
 def diff_stats(old: str, new: str) -> tuple[int, int]:

@@ -1,0 +1,144 @@
+"""``pathgen captions search`` and ``pathgen show``: find captions, trace a tile's history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from pathgen.cli.context import run_async, state
+from pathgen.settings import Settings
+
+captions_app = typer.Typer(help="Search and inspect captions.", no_args_is_help=True)
+console = Console()
+
+
+async def _with_session(settings: Settings, fn: Any) -> Any:
+    from pathgen.store.engine import make_engine, session_scope
+
+    engine = make_engine(settings.database.url)
+    try:
+        async with session_scope(engine) as session:
+            return await fn(session)
+    finally:
+        await engine.dispose()
+
+
+@captions_app.command("search")
+def search(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help='Words and "quoted phrases"; all must match.'),
+    stage: str | None = typer.Option(None, "--stage", help="Only this stage, e.g. summarize."),
+    run: str | None = typer.Option(None, "--run", help="Only this run."),
+    limit: int = typer.Option(50, "--limit", min=1, help="At most this many hits."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+) -> None:
+    """Full-text search over every caption revision (stemmed English)."""
+    from pathgen.curation import search_captions
+
+    settings = state(ctx).settings
+    hits = run_async(
+        lambda: _with_session(
+            settings, lambda s: search_captions(s, query, run_id=run, stage=stage, limit=limit)
+        )
+    )
+    if as_json:
+        for hit in hits:
+            row = {
+                "revision_id": hit.revision_id,
+                "tile_id": hit.tile_id,
+                "run_id": hit.run_id,
+                "stage": hit.stage,
+                "branch": hit.branch,
+                "rank": hit.rank,
+                "snippet": hit.snippet_text("[", "]"),
+                "text": hit.text,
+            }
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    if not hits:
+        console.print("no matches", highlight=False)
+        return
+    table = Table("revision", "tile", "run", "stage", "snippet")
+    for hit in hits:
+        snippet = Text()
+        for part, matched in hit.snippet_parts():
+            snippet.append(part, style="bold yellow" if matched else "")
+        table.add_row(str(hit.revision_id), str(hit.tile_id), hit.run_id, hit.stage, snippet)
+    console.print(table)
+
+
+def _diff_text(step: Any) -> Text:
+    if step.diff is None:
+        return Text(step.text)
+    out = Text()
+    for i, (op, words) in enumerate(step.diff):
+        if i:
+            out.append(" ")
+        style = {"insert": "green", "delete": "red strike"}.get(op, "")
+        out.append(words, style=style)
+    return out
+
+
+def _print_history(history: Any) -> None:
+    console.print(
+        f"[bold]tile {history.tile_id}[/bold]  {escape(history.slide_path)}  "
+        f"x={history.x} y={history.y} size={history.size}  {history.mpp} µm/px  "
+        f"{history.tile_px} px  runs: {', '.join(history.run_ids) or '-'}",
+        highlight=False,
+    )
+    for n, chain in enumerate(history.chains, start=1):
+        branch = chain[-1].branch if chain else "caption"
+        console.rule(f"chain {n} ({branch})")
+        for step in chain:
+            failed = (
+                f"  [red]FAILED: {escape(step.error or '')}[/red]" if step.status != "ok" else ""
+            )
+            console.print(
+                f"[bold]#{step.revision_id}[/bold] {step.stage}  {escape(step.provider)}/"
+                f"{escape(step.model)}  prompt {escape(step.prompt)}  tokens "
+                f"{step.input_tokens}+{step.output_tokens}  {step.latency_s:.2f} s  "
+                f"${step.cost:.4f}{failed}",
+                highlight=False,
+            )
+            console.print(_diff_text(step))
+            if step.edits:
+                console.print(Text(f"edits: {json.dumps(step.edits)}", style="dim"))
+    console.rule("reviews")
+    if not history.reviews:
+        console.print("unreviewed", highlight=False)
+    for r in history.reviews:
+        note = f" ({r['note']})" if r["note"] else ""
+        console.print(
+            f"{r['created_at']}  {r['decision']} by {r['reviewer']}  run {r['run_id']}  "
+            f"revision {r['revision_id']}{note}",
+            highlight=False,
+            markup=False,
+        )
+
+
+def show(
+    ctx: typer.Context,
+    tile: int = typer.Argument(..., help="Tile id."),
+    run: str | None = typer.Option(None, "--run", help="Only this run's revisions and reviews."),
+    as_json: bool = typer.Option(False, "--json", help="Print the history as JSON."),
+) -> None:
+    """Show a tile's caption revision chains with word diffs, provenance and reviews."""
+    from pathgen.curation import tile_history
+
+    settings = state(ctx).settings
+    history = run_async(lambda: _with_session(settings, lambda s: tile_history(s, tile, run)))
+    if as_json:
+        typer.echo(json.dumps(history.to_dict(), ensure_ascii=False, indent=1))
+        return
+    _print_history(history)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(captions_app, name="captions")
+    app.command("show")(show)

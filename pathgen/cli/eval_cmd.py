@@ -1,0 +1,151 @@
+"""``pathgen eval`` (caption quality report of a run) and ``pathgen zeroshot-eval``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from pathgen.cli.context import run_async, state
+from pathgen.errors import ConfigError
+
+console = Console()
+
+
+async def _load(url: str, run_id: str) -> Any:
+    from pathgen.eval.gather import load_run_data
+    from pathgen.store.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        return await load_run_data(engine, run_id)
+    finally:
+        await engine.dispose()
+
+
+def _run_model_settings(config: dict[str, Any], run_id: str, device: str | None) -> Any:
+    from pathgen.settings import Settings
+
+    try:
+        settings = Settings.model_validate(config)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"run {run_id!r} has a settings snapshot this pathgen cannot read: {first['msg']}",
+            key=key,
+        ) from None
+    model = settings.model
+    return model.model_copy(update={"device": device}) if device else model
+
+
+def eval_command(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id to evaluate."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report directory (created)."),
+    references: Path | None = typer.Option(
+        None, "--references", help="CSV of reference captions: tile_id (or slide,x,y), text."
+    ),
+    text_model: str = typer.Option(
+        "minilm",
+        "--text-model",
+        help="Text embedder for near-duplicates and reference similarity: minilm or clip.",
+    ),
+    device: str | None = typer.Option(None, "--device", help="Override the run's model device."),
+) -> None:
+    """Measure caption quality of RUN and write OUT/index.html and OUT/metrics.json."""
+    if text_model not in ("minilm", "clip"):
+        raise ConfigError(f"--text-model must be 'minilm' or 'clip', not {text_model!r}")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # never reach the hub from an evaluation
+    url = state(ctx).settings.database.url
+    data = run_async(lambda: _load(url, run_id))
+    model_settings = _run_model_settings(data.config, run_id, device)
+
+    from pathgen.embed.model import load_clip
+    from pathgen.eval.evaluate import evaluate_run
+    from pathgen.eval.references import read_references
+    from pathgen.eval.report import write_eval_report
+    from pathgen.eval.semantic import load_sentence_model
+
+    refs = read_references(references, data.tiles) if references else None
+    clip = load_clip(model_settings)
+    sentence = load_sentence_model() if text_model == "minilm" else None
+    metrics = evaluate_run(
+        data,
+        clip,
+        references=refs,
+        sentence=sentence,
+        reader_threads=model_settings.reader_threads,
+    )
+    index = write_eval_report(metrics, out)
+    for name, group in metrics["groups"].items():
+        console.print(
+            f"{name}: {group['captions']} captions, CLIP score mean "
+            f"{group['clip_score']['mean'] if group['clip_score']['mean'] is not None else '-'}",
+            highlight=False,
+        )
+    rec = metrics["recovery"]["degraded"]
+    console.print(
+        f"recovery: {rec['edits_undone']}/{rec['edits_made']} planted edits undone", highlight=False
+    )
+    console.print(f"report written to {index}", highlight=False)
+
+
+def zeroshot_command(
+    source: Path = typer.Argument(
+        ..., metavar="DIR", help="Labelled tiles: DIR/<class>/*.png, or a CSV (image,label)."
+    ),
+    model_name: str = typer.Option("ViT-B-16", "--model-name", help="open_clip model name."),
+    pretrained: str = typer.Option(..., "--pretrained", help="Checkpoint path or open_clip tag."),
+    config_json: Path | None = typer.Option(None, "--config-json", help="Model config JSON."),
+    compare_pretrained: str | None = typer.Option(
+        None, "--compare-pretrained", help="A second checkpoint to evaluate side by side."
+    ),
+    template: list[str] | None = typer.Option(
+        None, "--template", help="Prompt template with {} for the class name (repeatable)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Report directory (created)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Zero-shot classification accuracy of a CLIP checkpoint (or two) on labelled tiles."""
+    from pathgen.eval.report import write_zeroshot_report
+    from pathgen.eval.zeroshot import load_labelled, zeroshot_eval
+    from pathgen.settings import ModelSettings
+
+    for tpl in template or []:
+        if "{}" not in tpl:
+            raise ConfigError(f"--template {tpl!r} needs a {{}} where the class name goes")
+    data = load_labelled(source)
+
+    def settings_for(ckpt: str) -> ModelSettings:
+        try:
+            return ModelSettings(
+                name=model_name,
+                pretrained=ckpt,
+                config_json=str(config_json) if config_json else None,
+                device=device,  # type: ignore[arg-type]
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"bad model option: {exc.errors()[0]['msg']}") from None
+
+    checkpoints = {"base": settings_for(pretrained)}
+    if compare_pretrained:
+        checkpoints["compare"] = settings_for(compare_pretrained)
+    metrics = zeroshot_eval(data, checkpoints, template or None)
+    index = write_zeroshot_report(metrics, out)
+    for label, result in metrics["checkpoints"].items():
+        console.print(
+            f"{label} ({result['pretrained']}): accuracy {result['accuracy']:.3f}, balanced "
+            f"{result['balanced_accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}",
+            highlight=False,
+        )
+    console.print(f"report written to {index}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
+    app.command("zeroshot-eval")(zeroshot_command)

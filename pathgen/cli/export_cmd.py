@@ -1,0 +1,150 @@
+"""``pathgen export``: WebDataset shards, revise-training pairs, caption tables."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from pathgen.cli.context import run_async, state
+from pathgen.errors import ConfigError
+from pathgen.settings import ModelSettings, Settings
+
+export_app = typer.Typer(help="Export datasets from a run.", no_args_is_help=True)
+console = Console()
+
+
+def run_model_settings(run_config: dict[str, Any], fallback: ModelSettings) -> ModelSettings:
+    """The CLIP model a run used: its config snapshot's ``model`` section, else ``fallback``."""
+    section = run_config.get("model") if isinstance(run_config, dict) else None
+    if not section:
+        return fallback
+    try:
+        return ModelSettings.model_validate(section)
+    except ValueError as exc:
+        raise ConfigError(f"the run's stored model settings are invalid: {exc}") from None
+
+
+async def _webdataset(settings: Settings, run_id: str, out: Path, options: Any, reviewed: bool):
+    from pathgen.export import load_samples, write_webdataset
+    from pathgen.export.samples import get_run
+    from pathgen.store.engine import make_engine, session_scope
+
+    engine = make_engine(settings.database.url)
+    try:
+        async with session_scope(engine) as session:
+            run = await get_run(session, run_id)
+            config = dict(run.config or {})
+            samples = await load_samples(session, run_id, only_reviewed=reviewed)
+    finally:
+        await engine.dispose()
+    clip = None
+    if options.min_clip_score is not None:
+        from pathgen.embed import load_clip
+
+        clip = await asyncio.to_thread(load_clip, run_model_settings(config, settings.model))
+
+    def progress(name: str, done: int, total: int) -> None:
+        console.print(f"  shard {name} ({done}/{total})", highlight=False, soft_wrap=True)
+
+    return await asyncio.to_thread(
+        write_webdataset, samples, out, options, clip=clip, progress=progress
+    )
+
+
+@export_app.command("webdataset")
+def webdataset(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id."),
+    out: Path = typer.Option(..., "--out", help="Output folder for the shards."),
+    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Samples per shard."),
+    min_clip_score: float | None = typer.Option(
+        None, "--min-clip-score", help="Drop samples whose CLIP image-caption cosine is lower."
+    ),
+    only_reviewed: bool = typer.Option(
+        False, "--only-reviewed", help="Export only tiles a curator accepted or edited."
+    ),
+    workers: int = typer.Option(4, "--workers", min=1, help="Tile reader threads."),
+) -> None:
+    """Write RUN's final captions and tiles as WebDataset shards (open_clip-ready)."""
+    from pathgen.export import WebDatasetOptions
+
+    settings = state(ctx).settings
+    options = WebDatasetOptions(
+        shard_size=shard_size, min_clip_score=min_clip_score, workers=workers
+    )
+    result = run_async(lambda: _webdataset(settings, run, out, options, only_reviewed))
+    kept = f", {len(result.kept_shards)} kept from an earlier run" if result.kept_shards else ""
+    dropped = (
+        f", {result.below_min_score} below --min-clip-score" if min_clip_score is not None else ""
+    )
+    console.print(
+        f"exported {result.samples} samples in {len(result.sizes)} shards to {out}{kept}{dropped}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+async def _pairs(settings: Settings, run_id: str, out: Path, fmt: str, images: bool, tpl: str):
+    from pathgen.export import load_pairs, write_pairs
+    from pathgen.store.engine import make_engine, session_scope
+
+    engine = make_engine(settings.database.url)
+    try:
+        async with session_scope(engine) as session:
+            pairs = await load_pairs(session, run_id)
+    finally:
+        await engine.dispose()
+    return await asyncio.to_thread(
+        write_pairs, pairs, out, fmt=fmt, with_images=images, template=tpl
+    )
+
+
+@export_app.command("revise-pairs")
+def revise_pairs(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id."),
+    out: Path = typer.Option(..., "--out", help="Output JSONL file."),
+    fmt: str = typer.Option("openai", "--format", help="openai (chat fine-tuning) or llava."),
+    with_images: bool = typer.Option(
+        False, "--with-images", help="openai format: put the tile in the user turn as a data URL."
+    ),
+    template: str = typer.Option("revise_v1", "--template", help="Revise prompt template."),
+) -> None:
+    """Write (degraded, original) description pairs of RUN for training a reviser."""
+    settings = state(ctx).settings
+    count = run_async(lambda: _pairs(settings, run, out, fmt, with_images, template))
+    console.print(
+        f"exported {count} revise pairs to {out} ({fmt})", highlight=False, soft_wrap=True
+    )
+
+
+async def _captions(settings: Settings, run_id: str, out: Path) -> int:
+    from pathgen.export import export_captions
+    from pathgen.store.engine import make_engine, session_scope
+
+    engine = make_engine(settings.database.url)
+    try:
+        async with session_scope(engine) as session:
+            return await export_captions(session, run_id, out)
+    finally:
+        await engine.dispose()
+
+
+@export_app.command("captions")
+def captions(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id."),
+    out: Path = typer.Option(..., "--out", help="Output Parquet file."),
+) -> None:
+    """Write every caption revision of RUN to a Parquet table."""
+    settings = state(ctx).settings
+    count = run_async(lambda: _captions(settings, run, out))
+    console.print(f"exported {count} revisions to {out}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(export_app, name="export")
