@@ -37,7 +37,7 @@ from pathgen.settings import ModelSettings
 #: A small ViT (random weights) whose forward pass costs about as much as reading a tile here.
 MEDIUM = {
     "embed_dim": 256,
-    "vision_cfg": {"image_size": 224, "layers": 4, "width": 256, "patch_size": 16},
+    "vision_cfg": {"image_size": 224, "layers": 4, "width": 256, "patch_size": 32},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 1},
 }
 
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--out-px", type=int, default=336, help="tile side after resize")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="reader threads")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -65,6 +65,7 @@ async def test_show_cli(engine, db_url: str) -> None:
     assert "<script>alert('x')</script>" in out  # printed verbatim, not as markup
     assert "unreviewed" in out
     assert out.index("describe") < out.index("summarize")
+    assert "[-Detailed-]" in out  # piped output marks the diff without colour
 
     res = await cli(db_url, "show", str(tile), "--json")
     data = json.loads(res.output)

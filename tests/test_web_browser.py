@@ -191,6 +191,13 @@ def test_curator_session_in_chromium(
 
             page.goto(f"{server}/runs/{p.run_id}?review=unreviewed")
             expect(page.locator("article.card")).to_have_count(len(p.tile_ids) - 3)
+
+            # Full-text search from the run page's search box.
+            page.fill('input[name="q"]', "lymphocytes")
+            page.click('form.search button[type="submit"]')
+            expect(page.locator("article.card")).to_have_count(2)
+            expect(page.locator(".snippet mark").first).to_have_text("lymphocytes")
+            page.screenshot(path=str(shots / "search.png"), full_page=True)
         finally:
             browser.close()
 

@@ -73,13 +73,19 @@ def search(
     console.print(table)
 
 
-def _diff_text(step: Any) -> Text:
+def _diff_text(step: Any, plain: bool = False) -> Text:
+    """The revision's text as a diff from its parent: insertions green, deletions red struck.
+
+    ``plain`` (no colour, e.g. piped output) marks them ``{+new+}`` and ``[-old-]`` instead.
+    """
     if step.diff is None:
         return Text(step.text)
     out = Text()
     for i, (op, words) in enumerate(step.diff):
         if i:
             out.append(" ")
+        if plain and op != "equal":
+            words = f"{{+{words}+}}" if op == "insert" else f"[-{words}-]"
         style = {"insert": "green", "delete": "red strike"}.get(op, "")
         out.append(words, style=style)
     return out
@@ -106,7 +112,7 @@ def _print_history(history: Any) -> None:
                 f"${step.cost:.4f}{failed}",
                 highlight=False,
             )
-            console.print(_diff_text(step))
+            console.print(_diff_text(step, plain=console.color_system is None))
             if step.edits:
                 console.print(Text(f"edits: {json.dumps(step.edits)}", style="dim"))
     console.rule("reviews")

@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,9 +23,13 @@ from pathgen.eval import plots
 _SLUG = re.compile(r"[^A-Za-z0-9]+")
 
 
-def slug(text: str) -> str:
-    """A file-name-safe form of ``text``."""
-    return _SLUG.sub("-", text).strip("-").lower() or "x"
+def slug(text: str, limit: int = 48) -> str:
+    """A short file-name-safe form of ``text`` (long ones end in a hash, so they stay unique)."""
+    clean = _SLUG.sub("-", text).strip("-").lower() or "x"
+    if len(clean) <= limit:
+        return clean
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"{clean[:limit].rstrip('-')}-{digest}"
 
 
 def _environment():  # noqa: ANN202 - jinja2.Environment

@@ -63,22 +63,15 @@ class Resources:
 
     async def client(self, stage: str) -> Any:
         """One LLM client per stage configuration (shared by all items of the stage)."""
+        from pathgen.llm.factory import make_client
+
         cfg: StageSettings = getattr(self.settings.captioning, stage)
         key = cfg.model_dump_json()
+        clip = await self.clip() if cfg.provider == "offline" else None
         async with self._lock:
             if key not in self._clients:
-                if cfg.provider == "offline":
-                    from pathgen.llm.offline import make_offline_client
-
-                    if self._clip is None:
-                        from pathgen.embed import load_clip
-
-                        self._clip = await asyncio.to_thread(load_clip, self.settings.model)
-                    self._clients[key] = make_offline_client(cfg, self._clip)
-                else:
-                    from pathgen.llm.factory import make_client
-
-                    self._clients[key] = make_client(cfg)
+                extra = {"clip": clip} if clip is not None else {}
+                self._clients[key] = make_client(cfg, **extra)
             return self._clients[key]
 
     async def aclose(self) -> None:

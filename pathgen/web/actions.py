@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -9,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pathgen.errors import StoreError
 from pathgen.store.captions import final_captions, human_edit, record_review
 from pathgen.store.engine import session_scope
-from pathgen.store.models import Run, Tile
+from pathgen.store.models import Run, RunSlide, Tile
 from pathgen.web.csrf import verify_csrf
 from pathgen.web.render import MAX_REVIEWER, remember_reviewer, safe_next
 
@@ -27,17 +29,20 @@ def _reviewer(name: str) -> str:
 
 
 def _redirect(tile_id: int, run_id: str, reviewer: str, next_url: str | None) -> RedirectResponse:
-    target = safe_next(next_url, f"/tiles/{tile_id}?run={run_id}")
+    target = safe_next(next_url, f"/tiles/{tile_id}?run={quote(run_id, safe='')}")
     response = RedirectResponse(target, status_code=303)
     remember_reviewer(response, reviewer)
     return response
 
 
 async def _check(session: AsyncSession, tile_id: int, run_id: str) -> None:
-    if await session.get(Tile, tile_id) is None:
+    tile = await session.get(Tile, tile_id)
+    if tile is None:
         raise HTTPException(404, f"tile {tile_id} does not exist")
     if await session.get(Run, run_id) is None:
         raise HTTPException(404, f"run {run_id!r} does not exist")
+    if await session.get(RunSlide, (run_id, tile.slide_id)) is None:
+        raise HTTPException(404, f"tile {tile_id} is not part of run {run_id!r}")
 
 
 @router.post("/tiles/{tile_id}/review", name="review")

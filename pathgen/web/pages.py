@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
@@ -146,7 +147,8 @@ async def tile_page(request: Request, tile_id: int, run: str | None = Query(None
             "state": review.decision if review else "unreviewed",
             "missing": slide_missing(slide.path),
             "rect": rect,
-            "next_url": request.url.path + (f"?run={detail.run_id}" if detail.run_id else ""),
+            "next_url": request.url.path
+            + (f"?run={quote(detail.run_id, safe='')}" if detail.run_id else ""),
         },
     )
 

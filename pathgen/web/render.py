@@ -6,7 +6,6 @@ escapes the words itself, see :mod:`pathgen.web.diffs`).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -33,6 +32,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["money"] = _money
     env.filters["count"] = _count
     env.filters["when"] = _when
+    env.filters["urlpart"] = lambda v: quote(str(v), safe="")
     env.globals["query"] = _query
     return Jinja2Templates(env=env)
 
@@ -54,12 +54,8 @@ def _when(value: Any) -> str:
 
 def _query(path: str, **params: Any) -> str:
     """``path?k=v`` with the params that are set (URL-encoded)."""
-    clean = {k: v for k, v in params.items() if v not in (None, "") and not _is_nan(v)}
+    clean = {k: v for k, v in params.items() if v is not None and v != ""}
     return f"{path}?{urlencode(clean)}" if clean else path
-
-
-def _is_nan(v: Any) -> bool:
-    return isinstance(v, float) and math.isnan(v)
 
 
 def reviewer_name(request: Request) -> str:
