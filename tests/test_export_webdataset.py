@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import types
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -125,11 +124,7 @@ def _samples(out: Path) -> list[dict]:
 
 
 def _import_open_clip_train():
-    """open_clip_train.data imports pandas only for its CSV dataset, which we do not use."""
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        sys.modules.setdefault("pandas", types.ModuleType("pandas"))
+    """open_clip's own training data module (it needs pandas, a dev dependency)."""
     import open_clip_train.data as data
 
     return data
