@@ -124,8 +124,17 @@ class CaptionSettings(_Section):
     degrade: StageSettings = StageSettings()
     revise: StageSettings = StageSettings()
     summarize: StageSettings = StageSettings(max_tokens=128)
+    #: Extra describe models; when set, every tile is described by ``describe`` and each of
+    #: these, and the ``fuse`` stage merges the descriptions before revision.
+    describers: list[StageSettings] = Field(default_factory=list)
+    fuse: StageSettings = StageSettings()
     degrade_copies: int = Field(1, ge=0)
     max_clip_tokens: int = Field(77, ge=8)
+    #: Few-shot describe: put the captions of the k most similar reviewed (accepted or
+    #: edited) tiles, and of reference images, into the describe prompt as examples.
+    few_shot_k: int = Field(0, ge=0, le=16)
+    #: CSV with ``image`` (path) and ``text`` columns: reference captions for few-shot.
+    few_shot_references: str | None = None
 
 
 class WorkerSettings(_Section):

@@ -21,6 +21,7 @@ PIPELINE_STAGES: tuple[str, ...] = (
     "embed",
     "select",
     "describe",
+    "fuse",
     "degrade",
     "revise",
     "summarize",

@@ -37,6 +37,7 @@ from pathgen.stages.clip_baseline import (
     summarize_extractive,
 )
 from pathgen.stages.degrade_rules import degrade_rules
+from pathgen.stages.fuse import fuse_extractive
 from pathgen.stages.protocols import ClipScorer
 from pathgen.stages.vocabulary import load_contrast_vocabulary, load_morphology_vocabulary
 
@@ -134,9 +135,16 @@ class OfflineClient:
                 vocab=self.contrast,
             )
             return json.dumps({"degraded": result.text, "edits": result.edits})
+        if stage == "fuse":
+            descriptions = request.meta.get("descriptions")
+            if not isinstance(descriptions, list):
+                raise ProviderError(
+                    "offline fuse request has no meta['descriptions']", retryable=False
+                )
+            return fuse_extractive(descriptions)
         raise ProviderError(
-            f"the offline provider cannot run stage {stage!r}: use describe, degrade, revise "
-            "or summarize, or configure an openai/mistral provider for it",
+            f"the offline provider cannot run stage {stage!r}: use describe, degrade, revise, "
+            "fuse or summarize, or configure an openai/mistral provider for it",
             retryable=False,
         )
 

@@ -25,6 +25,7 @@ from pathgen.runs import registry
 from pathgen.runs.handlers.caption import (
     handle_degrade,
     handle_describe,
+    handle_fuse,
     handle_revise,
     handle_summarize,
 )
@@ -50,6 +51,7 @@ HANDLERS: dict[str, Handler] = {
     "embed": handle_embed,
     "select": handle_select,
     "describe": handle_describe,
+    "fuse": handle_fuse,
     "degrade": handle_degrade,
     "revise": handle_revise,
     "summarize": handle_summarize,

@@ -25,6 +25,16 @@ class Resources:
     _clients: dict[str, Any] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _text_cache: dict[str, Any] = field(default_factory=dict)
+    _few_shot: Any = None
+
+    @property
+    def few_shot(self) -> Any:
+        """The few-shot example index (built on first use)."""
+        if self._few_shot is None:
+            from pathgen.runs.fewshot import FewShotIndex
+
+            self._few_shot = FewShotIndex(self)
+        return self._few_shot
 
     @property
     def data_dir(self) -> Path:
@@ -61,11 +71,13 @@ class Resources:
             return np.zeros((0, clip.embed_dim), dtype=np.float32)
         return np.stack([self._text_cache[t] for t in texts])
 
-    async def client(self, stage: str) -> Any:
+    async def client(self, stage: str | StageSettings) -> Any:
         """One LLM client per stage configuration (shared by all items of the stage)."""
         from pathgen.llm.factory import make_client
 
-        cfg: StageSettings = getattr(self.settings.captioning, stage)
+        cfg: StageSettings = (
+            getattr(self.settings.captioning, stage) if isinstance(stage, str) else stage
+        )
         key = cfg.model_dump_json()
         clip = await self.clip() if cfg.provider == "offline" else None
         async with self._lock:

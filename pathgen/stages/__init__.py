@@ -8,6 +8,7 @@ Each stage is ``format_*`` (inputs -> ChatRequest, pure), a call through any
 from pathgen.stages.degrade import format_degrade_llm, parse_degrade_llm, run_degrade
 from pathgen.stages.degrade_rules import Degraded, apply_edits, degrade_rules, seed_from_key
 from pathgen.stages.describe import DescribeInput, format_describe, parse_describe, run_describe
+from pathgen.stages.fuse import format_fuse, fuse_extractive, parse_fuse, run_fuse
 from pathgen.stages.output import Parsed, StageOutput, compute_cost
 from pathgen.stages.protocols import ClipScorer
 from pathgen.stages.recovery import recovery, token_similarity, unchanged_when_correct
@@ -25,15 +26,19 @@ __all__ = [
     "degrade_rules",
     "format_degrade_llm",
     "format_describe",
+    "format_fuse",
     "format_revise",
     "format_summarize",
     "parse_degrade_llm",
+    "fuse_extractive",
     "parse_describe",
+    "parse_fuse",
     "parse_revise",
     "parse_summarize",
     "recovery",
     "run_degrade",
     "run_describe",
+    "run_fuse",
     "run_revise",
     "run_summarize",
     "seed_from_key",

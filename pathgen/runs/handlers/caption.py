@@ -1,7 +1,7 @@
 """The caption stages: describe → degrade → revise → summarize, one tile per item.
 
-Keys: ``describe``/``revise``/``summarize`` items are keyed by tile id (the caption
-path); ``degrade`` items by ``"<tile>:<copy>"`` and the reviser's pass over a degraded
+Keys: ``describe``/``fuse``/``revise``/``summarize`` items are keyed by tile id (the
+caption path); ``degrade`` items by ``"<tile>:<copy>"`` and the reviser's pass over a degraded
 copy by ``"<tile>:degraded:<copy>"``. Each handler finds its input revision by query,
 writes its output as a new revision in the completion transaction, and queues the
 next stage. A stage call that fails is retried by the queue (transient provider
@@ -122,9 +122,9 @@ def _revision(
     )
 
 
-def _writer(rev: NewRevision):  # noqa: ANN202 - a persist callback
+def _writer(*revs: NewRevision):  # noqa: ANN202 - a persist callback
     async def persist(session: AsyncSession) -> None:
-        await insert_revisions(session, [rev])
+        await insert_revisions(session, list(revs))
 
     return persist
 
@@ -146,25 +146,89 @@ def _skip(
     return Completion(item, follow_up=follow_up, result={"reused": existing.id})
 
 
+def _after_description(key: str, cfg: Any) -> list[NewWork]:
+    """Work that follows a tile's (possibly fused) description."""
+    tile_id = int(key)
+    follow = [NewWork("revise", key)]
+    return follow + [NewWork("degrade", f"{tile_id}:{k}") for k in range(cfg.degrade_copies)]
+
+
+async def _description(res: Resources, run_id: str, tile_id: int) -> CaptionRevision | None:
+    """The description later stages work on: the fused one when fusion is on."""
+    stage = "fuse" if res.settings.captioning.describers else "describe"
+    return await _latest(res, run_id, tile_id, stage, "caption")
+
+
 async def handle_describe(item: Claimed, res: Resources) -> Completion:
     from pathgen.stages import DescribeInput, run_describe
 
     tile_id = int(item.key)
     cfg = res.settings.captioning
-    follow = [NewWork("revise", item.key)]
-    follow += [NewWork("degrade", f"{tile_id}:{k}") for k in range(cfg.degrade_copies)]
+    describers = [cfg.describe, *cfg.describers]
+    fusion = len(describers) > 1
+    follow = [NewWork("fuse", item.key)] if fusion else _after_description(item.key, cfg)
     if skipped := _skip(
         item, await _latest(res, item.run_id, tile_id, "describe", "caption"), follow
     ):
         return skipped
     ctx = await _context(res, item.run_id, tile_id)
     image = await _image(res, ctx)
-    client = await res.client("describe")
-    examples = tuple(item.payload.get("examples", ()))
-    out = await run_describe(
-        client, cfg.describe, DescribeInput(image=image, report=ctx.report, examples=examples)
+    examples = []
+    if cfg.few_shot_k:
+        examples = await res.few_shot.examples(ctx.tile, cfg.few_shot_k)
+    inputs = DescribeInput(image=image, report=ctx.report, examples=tuple(e.text for e in examples))
+    clients = [await res.client(c) for c in describers]
+    outs = await asyncio.gather(
+        *(run_describe(client, c, inputs) for client, c in zip(clients, describers, strict=True))
     )
-    return _finish(item, _revision(item, tile_id, out, parent_id=None, branch="caption"), follow)
+    shots = [{"source": e.source, "score": round(e.score, 4)} for e in examples]
+    revs = [
+        _revision(
+            item,
+            tile_id,
+            out,
+            parent_id=None,
+            branch="caption",
+            extra_params={"describer": i, "few_shot": shots} if shots or fusion else None,
+        )
+        for i, out in enumerate(outs)
+    ]
+    if any(r.status == "ok" for r in revs):
+        return Completion(item, persist=_writer(*revs), follow_up=follow)
+    error = "; ".join(r.error or "failed" for r in revs)
+    retry = any((r.error or "").startswith(TRANSIENT) for r in revs)
+    raise StageFailed(error, retryable=retry, persist=_writer(*revs))
+
+
+async def handle_fuse(item: Claimed, res: Resources) -> Completion:
+    from pathgen.stages import run_fuse
+
+    tile_id = int(item.key)
+    cfg = res.settings.captioning
+    follow = _after_description(item.key, cfg)
+    if skipped := _skip(item, await _latest(res, item.run_id, tile_id, "fuse", "caption"), follow):
+        return skipped
+    rows = await _scalars(
+        res,
+        select(CaptionRevision)
+        .where(
+            CaptionRevision.run_id == item.run_id,
+            CaptionRevision.tile_id == tile_id,
+            CaptionRevision.stage == "describe",
+            CaptionRevision.status == "ok",
+        )
+        .order_by(CaptionRevision.id.desc()),
+    )
+    newest: dict[int, CaptionRevision] = {}
+    for row in rows:  # the newest successful description of each describer
+        newest.setdefault(int((row.params or {}).get("describer", 0)), row)
+    inputs = [newest[i] for i in sorted(newest)]
+    if not inputs:
+        raise PermanentError(f"tile {tile_id}: no description to fuse")
+    out = await run_fuse(await res.client("fuse"), cfg.fuse, [r.text for r in inputs])
+    rev = _revision(item, tile_id, out, parent_id=inputs[0].id, branch="caption")
+    rev.parent_ids = [r.id for r in inputs]
+    return _finish(item, rev, follow)
 
 
 async def handle_degrade(item: Claimed, res: Resources) -> Completion:
@@ -173,7 +237,7 @@ async def handle_degrade(item: Claimed, res: Resources) -> Completion:
     tile_s, copy_s = item.key.split(":")
     tile_id, copy = int(tile_s), int(copy_s)
     follow = [NewWork("revise", f"{tile_id}:degraded:{copy}")]
-    source = await _latest(res, item.run_id, tile_id, "describe", "caption")
+    source = await _description(res, item.run_id, tile_id)
     if source is None:
         raise PermanentError(f"tile {tile_id}: no description to degrade")
     existing = await _latest(res, item.run_id, tile_id, "degrade", "degraded", copy=copy)
@@ -197,7 +261,7 @@ async def handle_revise(item: Claimed, res: Resources) -> Completion:
     tile_id = int(parts[0])
     if len(parts) == 1:  # the caption path: revise the description
         branch, follow = "caption", [NewWork("summarize", item.key)]
-        source = await _latest(res, item.run_id, tile_id, "describe", "caption")
+        source = await _description(res, item.run_id, tile_id)
         extra: dict[str, Any] = {}
     else:  # the reviser's pass over a degraded copy
         copy = int(parts[2])
