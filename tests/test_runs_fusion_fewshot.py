@@ -101,7 +101,7 @@ async def test_few_shot_examples_come_from_reviewed_tiles(template: Path, tmp_pa
         await engine.dispose()
 
     with run_mock_server(latency=0.01) as srv:
-        extra = ("[run]\n" if False else "") + (
+        extra = (
             "[captioning.describe]\n"
             f'provider = "openai"\nmodel = "vlm"\nbase_url = "{srv.base_url}"\n'
         )
