@@ -39,8 +39,9 @@ from pathgen.llm.images import encode_image
 from pathgen.llm.ratelimit import RateLimiter
 from pathgen.llm.resilient import ResilientClient
 from pathgen.settings import StageSettings
+from pathgen.store import migrate
 from pathgen.store.engine import make_engine
-from pathgen.store.models import Base, Run, Slide, Tile
+from pathgen.store.models import Run, Slide, Tile
 from pathgen.store.revisions import NewRevision, RevisionWriter
 from pathgen.testing.llm_server import run_mock_server
 
@@ -63,8 +64,8 @@ def _tile() -> ImagePart:
 
 async def _setup_db(path: Path, n_tiles: int):
     engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate.upgrade(engine)
     async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
         await conn.execute(insert(Run), [{"id": RUN_ID, "config": {}, "pathgen_version": "b"}])
         await conn.execute(insert(Slide), [{"id": 1, "path": "bench.svs"}])
         rows = [
