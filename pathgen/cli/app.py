@@ -20,6 +20,7 @@ from pathgen.cli import (  # one command module per line
     run_cmd,
     serve_cmd,
     synth_cmd,
+    tiles_cmd,
 )
 from pathgen.cli.context import state
 from pathgen.errors import ConfigError, PathgenError
@@ -52,6 +53,7 @@ COMMAND_MODULES = (  # one per line, same order as the import
     db_cmd,
     run_cmd,
     synth_cmd,
+    tiles_cmd,
     demo_cmd,
     eval_cmd,
     serve_cmd,

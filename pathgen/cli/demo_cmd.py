@@ -18,7 +18,7 @@ NOTICE = (
     "This demo uses a tiny CLIP with RANDOM weights and the offline provider: it demonstrates "
     "the machinery (tiling, embedding, selection, describe → degrade → revise → summarize, "
     "provenance, resume), not caption quality. For real captions configure a PathGen-CLIP "
-    "checkpoint and a VLM endpoint (see "A real run" in README.md)."
+    "checkpoint and a VLM endpoint (see 'A real run' in README.md)."
 )
 
 

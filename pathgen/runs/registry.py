@@ -100,3 +100,19 @@ async def latest_run_id(engine: AsyncEngine) -> str | None:
     async with session_scope(engine) as session:
         stmt = select(Run.id).order_by(Run.created_at.desc()).limit(1)
         return (await session.scalars(stmt)).first()
+
+
+async def run_settings(engine: AsyncEngine, run_id: str) -> Settings:
+    """The settings snapshot a run was created with."""
+    from pathgen.errors import ConfigError
+
+    async with session_scope(engine) as session:
+        run = await session.get(Run, run_id)
+    if run is None:
+        raise ConfigError(f"no run {run_id!r} in this database", key="RUN")
+    try:
+        return Settings.model_validate(run.config or {})
+    except Exception as exc:  # noqa: BLE001 - pydantic error, reported in one line
+        raise ConfigError(
+            f"the settings stored with run {run_id!r} are invalid: {exc}", key="runs.config"
+        ) from None

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-#: Rows per distance chunk; ``chunk × k`` floats of scratch (4096 × 256 × 4 B = 4 MiB).
-DEFAULT_CHUNK = 4096
+#: Floats of distance scratch per chunk: 8192 rows for k = 256 (8 MiB). Bigger chunks
+#: mean fewer OpenMP parallel regions per iteration, which matters on busy machines;
+#: measured here, 4096 to 16384 rows run at the same speed when the machine is quiet.
+CHUNK_FLOATS = 1 << 21
 #: k-means++ seeding looks at no more than this many points (a seeded random subset).
 INIT_MAX_POINTS = 20_000
 
@@ -51,7 +53,7 @@ def as_tensor(
 def _chunk_for(k: int, chunk_size: int | None) -> int:
     if chunk_size:
         return chunk_size
-    return max(256, min(16384, (1 << 20) // max(k, 1)))  # ~4 MiB of distances per chunk
+    return max(256, min(32768, CHUNK_FLOATS // max(k, 1)))
 
 
 def assign(

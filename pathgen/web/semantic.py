@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import heapq
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,14 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pathgen.embed.files import load_embeddings
-from pathgen.errors import ConfigError, StoreError
+from pathgen.errors import ConfigError
 from pathgen.settings import ModelSettings
-from pathgen.store.engine import session_scope
-from pathgen.store.models import Embedding, Run, RunSlide
+from pathgen.store.models import Run
 
 if TYPE_CHECKING:
     from pathgen.embed.model import ClipModel
@@ -67,28 +63,11 @@ def run_model_settings(run: Run) -> ModelSettings:
 
 def top_k(query: np.ndarray, files: Iterable[str | Path], k: int) -> list[tuple[int, float]]:
     """The ``k`` tiles most similar to ``query`` over the embedding files, best first."""
+    from pathgen.curation.dense import embedding_chunks
+    from pathgen.select.search import top_matches
+
     q = np.asarray(query, dtype=np.float32).reshape(-1)
-    heap: list[tuple[float, int]] = []  # min-heap of (score, tile id), size <= k
-    if k <= 0:
-        return []
-    for file in files:
-        ids, emb, _ = load_embeddings(file)
-        if len(ids) == 0:
-            continue
-        if emb.shape[1] != q.shape[0]:
-            raise StoreError(
-                f"{file}: embeddings have dimension {emb.shape[1]}, the query {q.shape[0]}; "
-                "re-run the embed stage with the run's model"
-            )
-        scores = emb.astype(np.float32) @ q
-        take = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else np.arange(len(scores))
-        for i in take:
-            item = (float(scores[i]), int(ids[i]))
-            if len(heap) < k:
-                heapq.heappush(heap, item)
-            elif item > heap[0]:
-                heapq.heapreplace(heap, item)
-    return [(tid, score) for score, tid in sorted(heap, reverse=True)]
+    return top_matches(q, embedding_chunks([str(f) for f in files], q.shape[0]), k)
 
 
 async def search_by_meaning(
@@ -99,25 +78,8 @@ async def search_by_meaning(
     Raises :class:`StoreError` when the run has no embeddings of its model, and
     :class:`~pathgen.errors.ModelLoadError` when the model cannot be loaded.
     """
-    async with session_scope(engine) as session:
-        rows = (
-            await session.execute(
-                select(Embedding.path, Embedding.model_fingerprint)
-                .join(RunSlide, RunSlide.slide_id == Embedding.slide_id)
-                .where(RunSlide.run_id == run.id)
-                .order_by(Embedding.slide_id)
-            )
-        ).all()
-    if not rows:
-        raise StoreError(f"run {run.id!r} has no stored tile embeddings: run its embed stage first")
+    from pathgen.curation.dense import search_run
+
     settings = run_model_settings(run)
     clip = await asyncio.to_thread(models.get, settings)
-    paths = [path for path, fingerprint in rows if fingerprint == clip.fingerprint]
-    if not paths:
-        found = ", ".join(sorted({fp for _, fp in rows}))
-        raise StoreError(
-            f"run {run.id!r} has embeddings of {found}, none of its model {clip.fingerprint}; "
-            "re-run the embed stage with the run's model"
-        )
-    vec = (await asyncio.to_thread(clip.encode_texts, [query]))[0]
-    return await asyncio.to_thread(top_k, vec, paths, k)
+    return await search_run(engine, clip, run.id, text=query, top=k)
