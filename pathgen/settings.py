@@ -16,7 +16,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pathgen.errors import ConfigError
 
@@ -89,17 +96,6 @@ class ModelSettings(_Section):
     reader_threads: int = Field(2, ge=1)
 
 
-class SelectionSettings(_Section):
-    top_k: int = Field(64, ge=0)
-    kmeans_k: int | None = Field(None, ge=1)
-    max_diverse: int = Field(256, ge=0)
-    kmeans_max_iter: int = Field(100, ge=1)
-    kmeans_tol: float = Field(1e-4, ge=0)
-    duplicate_threshold: float = Field(0.88, gt=0, le=1)
-    seed: int = 0
-    llm_prompts: bool = False
-
-
 class StageSettings(_Section):
     provider: Literal["offline", "openai", "mistral"] = "offline"
     model: str = "offline"
@@ -117,6 +113,28 @@ class StageSettings(_Section):
     max_attempts: int = Field(5, ge=1)
     image_max_side: int = Field(672, ge=32)
     mode: Literal["rules", "llm"] = "rules"
+
+
+class SelectionSettings(_Section):
+    top_k: int = Field(64, ge=0)
+    kmeans_k: int | None = Field(None, ge=1)
+    max_diverse: int = Field(256, ge=0)
+    kmeans_max_iter: int = Field(100, ge=1)
+    kmeans_tol: float = Field(1e-4, ge=0)
+    duplicate_threshold: float = Field(0.88, gt=0, le=1)
+    seed: int = 0
+    #: Also retrieve with prompts an LLM writes for the slide's organ (cached per run).
+    llm_prompts: bool = False
+    llm_prompt_count: int = Field(20, ge=1, le=100)
+    llm: StageSettings | None = None
+
+    @model_validator(mode="after")
+    def _llm_for_prompts(self) -> SelectionSettings:
+        if self.llm_prompts and (self.llm is None or self.llm.provider == "offline"):
+            raise ValueError(
+                "llm_prompts needs an LLM: set [selection.llm] with provider openai or mistral"
+            )
+        return self
 
 
 class CaptionSettings(_Section):

@@ -94,6 +94,9 @@ class _State:
     fault_plan: list[str | None]
     rng: random.Random
     keep_bodies: bool = True
+    #: (substring, content): a request whose last user text contains the substring gets
+    #: that content instead of the echo, e.g. a list of prompts for a prompt-writing call.
+    replies: list[tuple[str, str]] = field(default_factory=list)
     log: list[RecordedRequest] = field(default_factory=list)
     marker_hits: dict[bytes, int] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -298,7 +301,9 @@ class _Connection(asyncio.Protocol):
             payload = _completion(body, None, finish="content_filter", refusal="I can't help.")
         else:
             text, images = _message_texts(body)
-            payload = _completion(body, expected_content(text, images), finish="stop", refusal=None)
+            content = next((c for key, c in self.state.replies if key in text), None)
+            content = content if content is not None else expected_content(text, images)
+            payload = _completion(body, content, finish="stop", refusal=None)
         return _response(200, json.dumps(payload).encode())
 
 
@@ -371,12 +376,16 @@ def run_mock_server(
     seed: int = 0,
     keep_bodies: bool = True,
     process: bool = False,
+    replies: Sequence[tuple[str, str]] = (),
 ) -> Iterator[MockServer]:
     """Serve on 127.0.0.1 (ephemeral port) in a thread, or in a child process."""
     if process:
+        if replies:
+            raise ValueError("replies are only supported in thread mode")
         yield from _run_in_process(latency, jitter, retry_after, fault_plan, seed, keep_bodies)
         return
     state = _new_state(latency, jitter, retry_after, fault_plan, seed, keep_bodies)
+    state.replies = list(replies)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict[str, Any] = {}

@@ -48,6 +48,9 @@ async def handle_select(item: Claimed, res: Resources) -> Completion:
     rep_prompts = (
         report_prompts(link.report_text, f"slide{slide_id}") if link and link.report_text else []
     )
+    if res.settings.selection.llm_prompts and organ:
+        cached = await _cached_llm_prompts(res, item.run_id, organ)
+        lib_prompts = lib_prompts + (cached or await _write_llm_prompts(res, organ))
     lib_emb = await res.text_embeddings([p.text for p in lib_prompts])
     rep_emb = await res.text_embeddings([p.text for p in rep_prompts]) if rep_prompts else None
 
@@ -92,6 +95,49 @@ async def handle_select(item: Claimed, res: Resources) -> Completion:
     )
 
 
+async def _cached_llm_prompts(res: Resources, run_id: str, organ: str) -> list[Any] | None:
+    """LLM-written prompts for ``organ`` already stored with the run (written once per run)."""
+    from pathgen.promptlib import RetrievalPrompt as Prompt
+
+    async with session_scope(res.engine) as session:
+        rows = list(
+            await session.scalars(
+                select(RetrievalPrompt).where(
+                    RetrievalPrompt.run_id == run_id,
+                    RetrievalPrompt.source == "llm",
+                    RetrievalPrompt.organ == organ,
+                    RetrievalPrompt.slide_id.is_(None),
+                )
+            )
+        )
+    if not rows:
+        return None
+    return [Prompt(id=r.prompt_key, source="llm", text=r.text, organ=organ) for r in rows]
+
+
+async def _write_llm_prompts(res: Resources, organ: str) -> list[Any]:
+    """Ask the configured LLM for retrieval prompts for ``organ`` (a failure is retried)."""
+    from pathgen.errors import LLMError
+    from pathgen.runs.worker import StageFailed
+    from pathgen.select.llm_prompts import organ_prompts_request, parse_organ_prompts
+
+    cfg = res.settings.selection
+    request = organ_prompts_request(
+        organ,
+        cfg.llm_prompt_count,
+        model=cfg.llm.model,
+        temperature=cfg.llm.temperature,
+        max_tokens=max(cfg.llm.max_tokens, 1024),
+    )
+    try:
+        result = await (await res.client(cfg.llm)).complete(request)
+        return parse_organ_prompts(result.text, organ)
+    except LLMError as exc:
+        raise StageFailed(
+            f"LLM prompts for {organ}: {type(exc).__name__}: {exc}", retryable=True
+        ) from exc
+
+
 def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
 
@@ -112,7 +158,7 @@ async def _store_prompts(
             select(RetrievalPrompt.prompt_key).where(RetrievalPrompt.run_id == run_id, cond)
         )
     )
-    new = [p for p in prompts if p.id not in have]
+    new = list({p.id: p for p in prompts if p.id not in have}.values())
     if new:
         session.add_all(
             RetrievalPrompt(
