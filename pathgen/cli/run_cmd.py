@@ -109,6 +109,12 @@ def register(app: typer.Typer) -> None:
         grace_s: float = typer.Option(
             30.0, help="Seconds in-flight items get to finish after Ctrl-C."
         ),
+        redo: str | None = typer.Option(
+            None,
+            help="Caption stage(s) to run again, with the stages after them (e.g. "
+            "after changing a model or prompt); same model+prompt outputs are reused.",
+        ),
+        force: bool = typer.Option(False, help="With --redo: always make new revisions."),
     ) -> None:
         """Run (or resume) the whole pipeline for the manifest in the config."""
         from workers.pipeline import main as run_main
@@ -121,6 +127,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(
                 "no slides: set run.manifest in the config or pass --manifest", key="run.manifest"
             )
+        if force and not redo:
+            raise ConfigError("--force only applies with --redo STAGE", key="--force")
         summary = run_main(
             settings,
             entries,
@@ -128,6 +136,8 @@ def register(app: typer.Typer) -> None:
             stages=_stages(stages),
             log_format=log_format,
             grace_s=grace_s,
+            redo=_stages(redo) if redo else (),
+            force=force,
         )
         _print_summary(summary.run_id, settings, log_format)
         if summary.interrupted:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pathgen.runs import registry
+from pathgen.runs import queue, registry
 from pathgen.runs.handlers.caption import (
     handle_degrade,
     handle_describe,
@@ -90,6 +90,24 @@ async def _dispatch(handler: Handler, resources: RunResources, item: Claimed) ->
     return await handler(item, await resources.for_run(item.run_id))
 
 
+CAPTION_STAGES = PIPELINE_STAGES[PIPELINE_STAGES.index("describe") :]
+
+
+def downstream(stages: Sequence[str]) -> list[str]:
+    """The caption stages from the earliest of ``stages`` on (what a redo must re-run)."""
+    bad = [s for s in stages if s not in CAPTION_STAGES]
+    if bad:
+        from pathgen.errors import ConfigError
+
+        raise ConfigError(
+            f"only caption stages can be redone, not {bad}; "
+            f"caption stages are {', '.join(CAPTION_STAGES)}",
+            key="--redo",
+        )
+    first = min(CAPTION_STAGES.index(s) for s in stages)
+    return list(CAPTION_STAGES[first:])
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -129,8 +147,15 @@ async def run_pipeline(
     log_format: str = "rich",
     show_progress: bool = True,
     grace_s: float = 30.0,
+    redo: Sequence[str] = (),
+    force: bool = False,
 ) -> RunSummary:
-    """Create or resume a run over ``entries`` and work until every item is done or parked."""
+    """Create or resume a run over ``entries`` and work until every item is done or parked.
+
+    ``redo`` queues finished items of those caption stages again: outputs made with the
+    same provider, model and prompt are reused unless ``force`` asks for new revisions; a
+    new output queues the stages after it again.
+    """
     settings = _absolute_paths(settings)
     run_id = run_id or registry.default_run_id(settings)
     stop = stop or asyncio.Event()
@@ -141,6 +166,10 @@ async def run_pipeline(
         await registry.add_slides(
             engine, run_id, entries, max_attempts=settings.workers.max_attempts
         )
+        if redo:
+            downstream(redo)  # validates the stage names
+            requeued = await queue.requeue_done(engine, run_id, redo, force=force)
+            log.warning("requeued %d item(s) of %s", requeued, ", ".join(redo))
         reclaimed = await reclaim_dead_local_leases(engine, run_id)
         if reclaimed:
             log.warning("reclaimed %d item(s) leased by a worker that died", reclaimed)

@@ -58,6 +58,9 @@ class Completion:
     persist: Persist | None = None
     follow_up: list[NewWork] = field(default_factory=list)
     result: dict[str, Any] | None = None
+    #: The item made a new output: its follow-up items run again even if they were done
+    #: (their input changed). False when an existing output was reused.
+    new_output: bool = True
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -65,9 +68,19 @@ def _insert_for(session: AsyncSession) -> Any:
 
 
 async def enqueue(
-    session: AsyncSession, run_id: str, work: Iterable[NewWork], *, max_attempts: int = 3
+    session: AsyncSession,
+    run_id: str,
+    work: Iterable[NewWork],
+    *,
+    max_attempts: int = 3,
+    requeue_finished: bool = False,
 ) -> int:
-    """Add work items, ignoring those already queued (same run, stage, key). Returns rows sent."""
+    """Add work items, ignoring those already queued (same run, stage, key). Returns rows sent.
+
+    ``requeue_finished`` also queues again existing items that are done or parked (their
+    input changed, e.g. a stage was redone upstream).
+    """
+    work = list(work)
     now = utcnow()
     rows = [
         {
@@ -89,6 +102,28 @@ async def enqueue(
     insert = _insert_for(session)
     stmt = insert(WorkItem).on_conflict_do_nothing(index_elements=["run_id", "stage", "key"])
     await session.execute(stmt, rows)
+    if requeue_finished:
+        by_stage: dict[str, list[str]] = {}
+        for w in work:
+            by_stage.setdefault(w.stage, []).append(w.key)
+        for stage, keys in by_stage.items():
+            await session.execute(
+                update(WorkItem)
+                .where(
+                    WorkItem.run_id == run_id,
+                    WorkItem.stage == stage,
+                    WorkItem.key.in_(keys),
+                    WorkItem.status.in_(("done", "failed")),
+                )
+                .values(
+                    status="queued",
+                    attempts=0,
+                    available_at=now,
+                    updated_at=now,
+                    done_at=None,
+                    last_error=None,
+                )
+            )
     return len(rows)
 
 
@@ -228,15 +263,21 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
                     .returning(WorkItem.id)
                 )
                 won.update(res.scalars())
-        follow: dict[str, list[NewWork]] = {}
+        follow: dict[tuple[str, bool], list[NewWork]] = {}
         for c in completions:
             if c.item.id not in won:
                 continue
             if c.persist is not None:
                 await c.persist(session)
-            follow.setdefault(c.item.run_id, []).extend(c.follow_up)
-        for run_id, work in follow.items():
-            await enqueue(session, run_id, work, max_attempts=completions[0].item.max_attempts)
+            follow.setdefault((c.item.run_id, c.new_output), []).extend(c.follow_up)
+        for (run_id, new_output), work in follow.items():
+            await enqueue(
+                session,
+                run_id,
+                work,
+                max_attempts=completions[0].item.max_attempts,
+                requeue_finished=new_output,
+            )
     return [c.item.id in won for c in completions]
 
 
@@ -361,3 +402,39 @@ async def counts(engine: AsyncEngine, run_id: str) -> dict[str, dict[str, int]]:
             bucket = out.setdefault(stage, {})
             bucket[key] = bucket.get(key, 0) + n
     return out
+
+
+async def requeue_done(
+    engine: AsyncEngine, run_id: str, stages: Sequence[str], *, force: bool = False
+) -> int:
+    """Queue a run's finished items of ``stages`` again (``force``: make new outputs even
+    where an output with the same model and prompt exists)."""
+    now = utcnow()
+    total = 0
+    async with session_scope(engine) as session:
+        rows = (
+            await session.execute(
+                select(WorkItem.id, WorkItem.payload).where(
+                    WorkItem.run_id == run_id,
+                    WorkItem.stage.in_(stages),
+                    WorkItem.status.in_(("done", "failed")),
+                )
+            )
+        ).all()
+        for item_id, payload in rows:
+            new_payload = {**(payload or {}), "force": force}
+            await session.execute(
+                update(WorkItem)
+                .where(WorkItem.id == item_id)
+                .values(
+                    status="queued",
+                    attempts=0,
+                    available_at=now,
+                    updated_at=now,
+                    done_at=None,
+                    payload=new_payload,
+                    last_error=None,
+                )
+            )
+            total += 1
+    return total

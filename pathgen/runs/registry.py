@@ -37,6 +37,7 @@ async def ensure_run(engine: AsyncEngine, run_id: str, settings: Settings) -> bo
         run = await session.get(Run, run_id)
         if run is not None:
             run.status = "running"
+            run.config = settings.snapshot()  # later items use the current settings
             run.updated_at = utcnow()
             return False
         session.add(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pathgen.errors import PathgenError, ProviderError
+from pathgen.errors import ConfigError, PathgenError, ProviderError
 from pathgen.runs import queue
 from pathgen.runs.owner import new_owner
 from pathgen.runs.queue import Claimed, Completion, Persist
@@ -63,7 +63,7 @@ class WorkerStats:
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, PermanentError):
+    if isinstance(exc, PermanentError | ConfigError):
         return False
     if isinstance(exc, StageFailed):
         return exc.retryable

@@ -137,13 +137,39 @@ def _finish(item: Claimed, rev: NewRevision, follow_up: list[NewWork]) -> Comple
     raise StageFailed(error, retryable=error.startswith(TRANSIENT), persist=_writer(rev))
 
 
+def _same_config(existing: CaptionRevision, cfg: Any, default_template: str | None) -> bool:
+    """Was ``existing`` made by the same provider, model and prompt template as ``cfg``?"""
+    from pathgen.prompts import load_template
+
+    rules = existing.provider == "rules"
+    if rules != (cfg.mode == "rules" and default_template == "degrade_llm_v1"):
+        return False
+    if rules:
+        return True
+    if existing.provider != cfg.provider:
+        return False
+    if cfg.provider != "offline" and existing.model != cfg.model:
+        return False
+    names = {cfg.template or default_template}
+    if default_template == "summarize_v1":
+        names.add("summarize_strict_v1")
+    return existing.template_hash in {load_template(n).sha256 for n in names}
+
+
 def _skip(
-    item: Claimed, existing: CaptionRevision | None, follow_up: list[NewWork]
+    item: Claimed,
+    existing: CaptionRevision | None,
+    follow_up: list[NewWork],
+    cfg: Any,
+    default_template: str,
 ) -> Completion | None:
-    """Re-running a stage reuses an existing revision unless the item asks for ``force``."""
+    """Re-running a stage reuses an existing revision made with the same provider, model and
+    prompt template, unless the item asks for ``force``."""
     if existing is None or item.payload.get("force"):
         return None
-    return Completion(item, follow_up=follow_up, result={"reused": existing.id})
+    if not _same_config(existing, cfg, default_template):
+        return None
+    return Completion(item, follow_up=follow_up, result={"reused": existing.id}, new_output=False)
 
 
 def _after_description(key: str, cfg: Any) -> list[NewWork]:
@@ -167,9 +193,8 @@ async def handle_describe(item: Claimed, res: Resources) -> Completion:
     describers = [cfg.describe, *cfg.describers]
     fusion = len(describers) > 1
     follow = [NewWork("fuse", item.key)] if fusion else _after_description(item.key, cfg)
-    if skipped := _skip(
-        item, await _latest(res, item.run_id, tile_id, "describe", "caption"), follow
-    ):
+    existing = await _latest(res, item.run_id, tile_id, "describe", "caption")
+    if skipped := _skip(item, existing, follow, cfg.describe, "describe_v1"):
         return skipped
     ctx = await _context(res, item.run_id, tile_id)
     image = await _image(res, ctx)
@@ -206,7 +231,8 @@ async def handle_fuse(item: Claimed, res: Resources) -> Completion:
     tile_id = int(item.key)
     cfg = res.settings.captioning
     follow = _after_description(item.key, cfg)
-    if skipped := _skip(item, await _latest(res, item.run_id, tile_id, "fuse", "caption"), follow):
+    existing = await _latest(res, item.run_id, tile_id, "fuse", "caption")
+    if skipped := _skip(item, existing, follow, cfg.fuse, "fuse_v1"):
         return skipped
     rows = await _scalars(
         res,
@@ -241,9 +267,9 @@ async def handle_degrade(item: Claimed, res: Resources) -> Completion:
     if source is None:
         raise PermanentError(f"tile {tile_id}: no description to degrade")
     existing = await _latest(res, item.run_id, tile_id, "degrade", "degraded", copy=copy)
-    if skipped := _skip(item, existing, follow):
-        return skipped
     cfg = res.settings.captioning.degrade
+    if skipped := _skip(item, existing, follow, cfg, "degrade_llm_v1"):
+        return skipped
     client = await res.client("degrade") if cfg.mode == "llm" else None
     out = await run_degrade(
         client, cfg, source.text, seed=seed_from_key(item.run_id, tile_id, copy)
@@ -271,7 +297,7 @@ async def handle_revise(item: Claimed, res: Resources) -> Completion:
     if source is None:
         raise PermanentError(f"revise {item.key}: its input revision is missing")
     existing = await _latest(res, item.run_id, tile_id, "revise", branch, parent_id=source.id)
-    if skipped := _skip(item, existing, follow):
+    if skipped := _skip(item, existing, follow, res.settings.captioning.revise, "revise_v1"):
         return skipped
     ctx = await _context(res, item.run_id, tile_id)
     image = await _image(res, ctx)
@@ -291,9 +317,9 @@ async def handle_summarize(item: Claimed, res: Resources) -> Completion:
     if source is None:
         raise PermanentError(f"tile {tile_id}: no revised description to summarize")
     existing = await _latest(res, item.run_id, tile_id, "summarize", "caption", parent_id=source.id)
-    if skipped := _skip(item, existing, []):
-        return skipped
     cfg = res.settings.captioning
+    if skipped := _skip(item, existing, [], cfg.summarize, "summarize_v1"):
+        return skipped
     clip = await res.clip()
     client = await res.client("summarize")
     out = await run_summarize(

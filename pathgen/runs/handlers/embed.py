@@ -39,7 +39,7 @@ async def handle_embed(item: Claimed, res: Resources) -> Completion:
         ).first()
     follow = [NewWork("select", item.key)]
     if existing is not None and Path(existing.path).is_file() and existing.count > 0:
-        return Completion(item, follow_up=follow, result={"skipped": True})
+        return Completion(item, follow_up=follow, result={"skipped": True}, new_output=False)
     if not tiles:
         raise SlideError(str(slide_id), "no_tiles", "slide has no tiles at this resolution")
 

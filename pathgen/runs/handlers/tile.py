@@ -44,6 +44,7 @@ async def handle_tile(item: Claimed, res: Resources) -> Completion:
                 item,
                 follow_up=[NewWork("embed", item.key)],
                 result={"skipped": True, "tiles": slide.tile_count},
+                new_output=False,
             )
 
     try:
