@@ -10,7 +10,7 @@ TileId = NewType("TileId", int)
 RevisionId = NewType("RevisionId", int)
 
 SlideStatus = Literal["pending", "tiled", "failed"]
-RunStatus = Literal["created", "running", "completed", "failed", "interrupted"]
+RunStatus = Literal["created", "running", "completed", "paused", "failed", "interrupted"]
 RevisionStatus = Literal["ok", "failed"]
 WorkStatus = Literal["queued", "leased", "done", "failed"]
 ReviewDecision = Literal["accept", "reject", "edit"]

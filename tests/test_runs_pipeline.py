@@ -92,10 +92,12 @@ async def test_kill9_then_rerun_matches_uninterrupted(
     log = tmp_path / "run.log"
     proc = start_pathgen(["run", str(config), "--log-format", "json"], log)
     try:
-        reached = await wait_for(
-            lambda: _reached(db_url, stage, statuses, at_least), timeout=180, interval=0.02
-        )
-        assert reached, log.read_text()[-3000:]
+
+        async def reached_or_exited() -> bool:
+            return proc.poll() is not None or await _reached(db_url, stage, statuses, at_least)
+
+        assert await wait_for(reached_or_exited, timeout=180, interval=0.02)
+        assert proc.poll() is None, f"run exited early:\n{log.read_text()[-3000:]}"
     finally:
         kill9(proc)
     assert proc.returncode == -9

@@ -34,12 +34,17 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
                 print("exiting now", file=sys.stderr)
                 raise SystemExit(130)
 
+        installed = []
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig)
+            try:
+                loop.add_signal_handler(sig, on_signal, sig)
+                installed.append(sig)
+            except (RuntimeError, ValueError):  # not the main thread (embedded use)
+                break
         try:
             return await main(stop)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in installed:
                 loop.remove_signal_handler(sig)
 
     return asyncio.run(runner())

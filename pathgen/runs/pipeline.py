@@ -196,7 +196,7 @@ async def run_pipeline(
                 await reporter
         progress = await snapshot(engine, run_id)
         interrupted = stop.is_set() and not progress.finished
-        status = "interrupted" if interrupted else "completed"
+        status = "completed" if progress.finished else "interrupted" if interrupted else "paused"
         await registry.finish_run(engine, run_id, status)
         progress.status = status
         return RunSummary(run_id, created, stats, progress, interrupted)

@@ -201,7 +201,11 @@ class Worker:
             return False
         counts = await queue.counts(self.engine, self.run_id)
         return all(
-            n == 0 for by in counts.values() for st, n in by.items() if st in ("queued", "leased")
+            n == 0
+            for stage, by in counts.items()
+            if stage in self.handlers  # work of other stages is other workers' business
+            for st, n in by.items()
+            if st in ("queued", "leased")
         )
 
     async def _process(self, item: Claimed, buffer: _CompletionBuffer) -> None:
