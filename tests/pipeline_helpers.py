@@ -122,7 +122,9 @@ def start_pathgen(
 
 
 def kill9(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
+    """SIGKILL the process and its group (no-op when it already exited)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
 
 

@@ -20,6 +20,8 @@ def main(
     log_format: str = "rich",
     show_progress: bool = True,
     grace_s: float = 30.0,
+    redo: Sequence[str] = (),
+    force: bool = False,
 ) -> RunSummary:
     return run_until_signalled(
         lambda stop: run_pipeline(
@@ -31,5 +33,7 @@ def main(
             log_format=log_format,
             show_progress=show_progress,
             grace_s=grace_s,
+            redo=redo,
+            force=force,
         )
     )
