@@ -324,50 +324,43 @@ async def fail(
     return values["status"]
 
 
-async def heartbeat(engine: AsyncEngine, items: Sequence[Claimed], lease_s: float) -> int:
-    """Extend the leases this worker still holds; returns how many it holds."""
+async def _update_held(engine: AsyncEngine, items: Sequence[Claimed], **values: Any) -> int:
+    """Update the items whose lease the caller (``items[0].owner``) still holds."""
     if not items:
         return 0
-    now = utcnow()
-    owner = items[0].owner
     async with session_scope(engine) as session:
         res = await session.execute(
             update(WorkItem)
             .where(
                 WorkItem.id.in_([i.id for i in items]),
                 WorkItem.status == "leased",
-                WorkItem.lease_owner == owner,
+                WorkItem.lease_owner == items[0].owner,
             )
-            .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_s))
+            .values(**values)
             .returning(WorkItem.id)
         )
         return len(res.all())
+
+
+async def heartbeat(engine: AsyncEngine, items: Sequence[Claimed], lease_s: float) -> int:
+    """Extend the leases this worker still holds; returns how many it holds."""
+    now = utcnow()
+    return await _update_held(
+        engine, items, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_s)
+    )
 
 
 async def release(engine: AsyncEngine, items: Sequence[Claimed]) -> int:
     """Give leases back without counting the attempt (graceful shutdown)."""
-    if not items:
-        return 0
-    now = utcnow()
-    owner = items[0].owner
-    async with session_scope(engine) as session:
-        res = await session.execute(
-            update(WorkItem)
-            .where(
-                WorkItem.id.in_([i.id for i in items]),
-                WorkItem.status == "leased",
-                WorkItem.lease_owner == owner,
-            )
-            .values(
-                status="queued",
-                lease_owner=None,
-                lease_expires_at=None,
-                updated_at=now,
-                attempts=WorkItem.attempts - 1,
-            )
-            .returning(WorkItem.id)
-        )
-        return len(res.all())
+    return await _update_held(
+        engine,
+        items,
+        status="queued",
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=utcnow(),
+        attempts=WorkItem.attempts - 1,
+    )
 
 
 async def retry_failed(engine: AsyncEngine, run_id: str, stage: str | None = None) -> int:
