@@ -18,19 +18,9 @@ import re
 from pathgen.errors import BadOutput
 from pathgen.llm.base import ChatRequest, Message
 from pathgen.promptlib import RetrievalPrompt, prompt_text
+from pathgen.prompts import render_parts
 
-SYSTEM = (
-    "You are a pathologist writing text prompts for zero-shot retrieval of H&E-stained "
-    "histopathology tiles with a CLIP model."
-)
-USER = (
-    "Write {n} distinct retrieval prompts for {organ} tissue, covering its normal histology "
-    "and its most common lesions (benign, inflammatory, neoplastic).\n"
-    "Format: one prompt per line, as `feature – definition`, where the feature is a short "
-    "name (2 to 6 words) and the definition describes what is visible at the microscope "
-    "(architecture, cells, stroma) in at most 25 words.\n"
-    "Answer with the lines only: no numbering, no headings, no blank lines."
-)
+TEMPLATE = "organ_prompts_v1"
 
 _MARKER = re.compile(r"^\s*(?:[-*•·]+|\d{1,3}[.)]|\(?\d{1,3}\))\s*")
 _SEPARATORS = (" – ", " — ", " - ", ": ", " – ", "–", "—")
@@ -46,16 +36,24 @@ _CHATTER = re.compile(
 def organ_prompts_request(
     organ: str, n: int = 20, *, model: str, temperature: float = 0.7, max_tokens: int = 2048
 ) -> ChatRequest:
-    """The chat request asking for ``n`` ``feature – definition`` prompts for ``organ``."""
+    """The chat request (from ``prompts/organ_prompts_v1.jinja2``) asking for ``n``
+    ``feature – definition`` prompts for ``organ``; ``meta`` names the template and hash."""
+    parts, template = render_parts(TEMPLATE, organ=organ, n_prompts=n)
+    messages = [Message(role="user", text=parts.user)]
+    if parts.system:
+        messages.insert(0, Message(role="system", text=parts.system))
     return ChatRequest(
-        messages=(
-            Message(role="system", text=SYSTEM),
-            Message(role="user", text=USER.format(n=n, organ=organ)),
-        ),
+        messages=tuple(messages),
         model=model,
         temperature=temperature,
         max_tokens=max_tokens,
-        meta={"stage": "organ_prompts", "organ": organ, "n_prompts": n},
+        meta={
+            "stage": "organ_prompts",
+            "organ": organ,
+            "n_prompts": n,
+            "template_name": template.name,
+            "template_hash": template.sha256,
+        },
     )
 
 
