@@ -1,9 +1,9 @@
 """K-means in torch (CPU or GPU): greedy k-means++ seeding and chunked Lloyd iterations.
 
-Distances use ``||x||² - 2 x·c + ||c||²`` one chunk of rows at a time, so no
-``N × k × d`` tensor ever exists; each chunk's argmin and its share of the centre sums
-(``index_add_``) run while the chunk is still in cache. Convergence follows
-scikit-learn: stop when the summed squared centre shift is at most
+Distances use ``||x||² - (2 x·c - ||c||²)`` (the nearest centre maximises the bracket)
+one chunk of rows at a time, so no ``N × k × d`` tensor ever exists; each chunk's arg-max
+and its share of the centre sums (``index_add_``) run while the chunk is still in cache.
+Convergence follows scikit-learn: stop when the summed squared centre shift is at most
 ``tol × mean feature variance`` (``tol = 0`` runs exactly ``max_iter`` iterations), then
 re-assign labels to the final centres. A seed gives identical results on CPU.
 
@@ -73,9 +73,9 @@ def assign(
     ct = centers.T
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        d = torch.addmm(c_sq, x[s:e], ct, beta=1, alpha=-2)
-        torch.min(d, 1, out=(dist[s:e], labels[s:e]))
-    dist.add_(x_sq).clamp_(min=0)
+        d = torch.addmm(c_sq, x[s:e], ct, beta=-1, alpha=2)
+        torch.max(d, 1, out=(dist[s:e], labels[s:e]))
+    torch.sub(x_sq, dist, out=dist).clamp_(min=0)
     return labels, dist
 
 
@@ -107,10 +107,13 @@ def lloyd_step(
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         xc = x[s:e]
-        d = torch.addmm(c_sq, xc, ct, beta=1, alpha=-2, out=scratch[: e - s])
-        torch.min(d, 1, out=(dist[s:e], labels[s:e]))
+        # 2 x·c - ||c||² and its max: the exact negation of the distance minus ||x||²,
+        # so the same labels (first index on ties), and max-with-index runs faster than
+        # min-with-index on CPU.
+        d = torch.addmm(c_sq, xc, ct, beta=-1, alpha=2, out=scratch[: e - s])
+        torch.max(d, 1, out=(dist[s:e], labels[s:e]))
         sums.index_add_(0, labels[s:e], xc)
-    dist.add_(x_sq).clamp_(min=0)
+    torch.sub(x_sq, dist, out=dist).clamp_(min=0)
     counts = torch.bincount(labels, minlength=k)
     new_centers = sums / counts.clamp(min=1).unsqueeze(1).to(x.dtype)
     empty = torch.nonzero(counts == 0).flatten()
