@@ -21,6 +21,9 @@ from pathgen.store.engine import session_scope
 from pathgen.store.models import CaptionRevision, Run, RunSlide, Slide
 from pathgen.types import PIPELINE_STAGES
 
+#: Stages shown only when the run has items of them.
+OPTIONAL_STAGES = frozenset({"fuse"})
+
 
 @dataclass
 class StageProgress:
@@ -87,6 +90,8 @@ async def snapshot(engine: AsyncEngine, run_id: str) -> RunProgress:
     tokens = {stage: (i or 0, o or 0, c or 0.0) for stage, i, o, c in usage}
     stages = []
     for stage in [*PIPELINE_STAGES, *sorted(set(counts) - set(PIPELINE_STAGES))]:
+        if stage in OPTIONAL_STAGES and stage not in counts:
+            continue  # e.g. fuse, only when several describers are configured
         by = counts.get(stage, {})
         i, o, c = tokens.get(stage, (0, 0, 0.0))
         stages.append(
