@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import httpx2
-import openai
 from mistralai.client import Mistral, errors
 
 from pathgen.errors import ProviderError
@@ -25,6 +24,7 @@ from pathgen.llm.completions import (
     result_from_payload,
 )
 from pathgen.llm.credentials import api_key
+from pathgen.llm.http import pooled_http_client
 
 DEFAULT_KEY_ENV = "MISTRAL_API_KEY"
 
@@ -81,11 +81,7 @@ class MistralClient:
         self.model = model
         self.api_key_env = api_key_env or DEFAULT_KEY_ENV
         key = api_key(self.api_key_env, base_url=base_url, provider=self.provider)
-        limits = httpx2.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0))
-        self._http = openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
+        self._http = pooled_http_client(timeout_s, max_connections)
         self._timeout_ms = int(timeout_s * 1000)
         self._sdk = Mistral(
             api_key=key,
