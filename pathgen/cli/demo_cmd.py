@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import typer
@@ -45,7 +46,9 @@ def register(app: typer.Typer) -> None:
         console.print(f"\nconfig:    {config}")
         console.print(f"database:  {settings.database.url}")
         console.print(f"previews:  {settings.tiling.preview_dir}")
-        console.print(f"next:      pathgen -c {config} status {summary.run_id}")
+        exe = Path(sys.executable).parent / "pathgen"
+        console.print(f"next:      {exe} -c {config} status {summary.run_id}")
+        console.print(f"           {exe} -c {config} serve")
         console.print(NOTICE, style="yellow")
 
 
