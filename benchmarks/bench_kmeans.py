@@ -3,7 +3,9 @@
 Same data, same initial centres, ``n_init=1``, ``tol=0`` and the same ``max_iter`` for
 both, so both run exactly ``--iters`` Lloyd iterations plus a final assignment.
 Reports the fit time ratio (ours / sklearn), the inertia ratio, and one Lloyd iteration
-against the bare distance product ``X @ C.T`` it contains (the same chunked ``addmm``).
+against the bare distance product ``X @ C.T`` it contains: the same chunks through the
+same product (``Scorer.scores``: oneDNN's fp32 linear on the CPU, ``addmm`` elsewhere).
+For reference it also times that product through ``addmm`` (MKL's ``sgemm`` on the CPU).
 
     python benchmarks/bench_kmeans.py                       # 200000 x 512, k=256
     python benchmarks/bench_kmeans.py --n 20000 --iters 5   # quick
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from pathgen.select.kmeans import _chunk_for, kmeans, lloyd_step
+from pathgen.select.kmeans import Scorer, _chunk_for, kmeans, lloyd_step
 
 
 def best_of(fn, repeats: int) -> float:
@@ -52,8 +54,14 @@ def bench_torch(x: np.ndarray, init: np.ndarray, iters: int, device: str, repeat
     c_sq = (ct * ct).sum(1)
     scratch = torch.empty(min(chunk, n), k, device=device)
 
+    scorer = Scorer(ct)
+
     def bare_product() -> None:
-        """The distance product a Lloyd step contains: same chunks, same ``addmm``."""
+        """The distance product a Lloyd step contains: same chunks, same product."""
+        for s in range(0, n, chunk):
+            scorer.scores(xt[s : min(n, s + chunk)])
+
+    def addmm_product() -> None:
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
             torch.addmm(c_sq, xt[s:e], ct.T, beta=-1, alpha=2, out=scratch[: e - s])
@@ -66,16 +74,25 @@ def bench_torch(x: np.ndarray, init: np.ndarray, iters: int, device: str, repeat
         return time.perf_counter() - t0
 
     timed(bare_product)  # warm-up
-    t_mm = t_iter = float("inf")
+    t_mm = t_iter = t_addmm = float("inf")
     c = ct
     for _ in range(repeats * iters):  # alternate so machine noise hits both alike
         t_mm = min(t_mm, timed(bare_product))
+        t_addmm = min(t_addmm, timed(addmm_product))
         sync()
         t0 = time.perf_counter()
         c = lloyd_step(xt, c, x_sq)[0]
         sync()
         t_iter = min(t_iter, time.perf_counter() - t0)
-    return {"iter_s": t_iter, "matmul_s": t_mm, "xt": xt, "ct": ct, "timed": timed}
+    return {
+        "iter_s": t_iter,
+        "matmul_s": t_mm,
+        "addmm_s": t_addmm,
+        "onednn": scorer.onednn,
+        "xt": xt,
+        "ct": ct,
+        "timed": timed,
+    }
 
 
 def fit_torch(state: dict, iters: int) -> tuple[float, float]:
@@ -130,6 +147,8 @@ def main() -> None:
         "iter_vs_matmul": round(ours["iter_s"] / ours["matmul_s"], 3),
         "iter_s": round(ours["iter_s"], 4),
         "matmul_s": round(ours["matmul_s"], 4),
+        "addmm_s": round(ours["addmm_s"], 4),
+        "product": "onednn_linear" if ours["onednn"] else "addmm",
         "sklearn_iter_s": round(t_sk / args.iters, 4),
         "goal_time_ratio": 0.8,
         "goal_iter_vs_matmul": 1.25,

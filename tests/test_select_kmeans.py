@@ -7,7 +7,8 @@ import pytest
 import torch
 from sklearn.cluster import KMeans
 
-from pathgen.select.kmeans import assign, default_k, kmeans
+from pathgen.select import kmeans as kmeans_module
+from pathgen.select.kmeans import Scorer, assign, default_k, kmeans
 
 
 def _blobs(n: int = 3000, d: int = 32, centers: int = 12, spread: float = 0.6, seed: int = 0):
@@ -80,3 +81,69 @@ def test_k_is_capped_by_rows_and_default_k():
     assert default_k(1000, 256) == 50
     assert default_k(100_000, 256) == 256
     assert default_k(100_000, 0) == 1
+
+
+def _plain_only(monkeypatch):
+    monkeypatch.setattr(kmeans_module, "BOUNDS_MAX_FLOATS", 0)
+
+
+@pytest.mark.parametrize("switch_at", [1.0, 0.02])
+def test_bounded_iterations_give_plain_lloyds_result(monkeypatch, switch_at):
+    """Elkan's bounds skip work, never change the answer: same labels, centres, inertia."""
+    x, _ = _blobs(n=4000, d=24, centers=16, spread=1.5, seed=4)
+    init = x[np.random.default_rng(2).choice(len(x), 20, replace=False)]
+    monkeypatch.setattr(kmeans_module, "BOUNDS_SWITCH_CHANGED", switch_at)
+    bounded = kmeans(x, 20, init=init, max_iter=60, tol=0.0, chunk_size=500)
+    with monkeypatch.context() as m:
+        _plain_only(m)
+        plain = kmeans(x, 20, init=init, max_iter=60, tol=0.0, chunk_size=500)
+    assert torch.equal(bounded.labels, plain.labels)
+    np.testing.assert_allclose(bounded.centers.numpy(), plain.centers.numpy(), atol=1e-5)
+    assert bounded.inertia == pytest.approx(plain.inertia, rel=1e-5)
+    exact, dist = assign(torch.from_numpy(x), bounded.centers)  # labels are the true argmin
+    assert torch.equal(exact, bounded.labels)
+    assert bounded.inertia == pytest.approx(float(dist.double().sum()), rel=1e-5)
+
+
+def test_bounded_iterations_skip_distances_once_centres_settle(monkeypatch):
+    x, _ = _blobs(n=3000, d=16, centers=10, spread=0.8, seed=5)
+    computed = []
+    original = kmeans_module._Bounds._assign
+
+    def counting(self, scorer, xr, rows):
+        computed.append(xr.shape[0])
+        return original(self, scorer, xr, rows)
+
+    monkeypatch.setattr(kmeans_module._Bounds, "_assign", counting)
+    monkeypatch.setattr(kmeans_module, "BOUNDS_SWITCH_CHANGED", 1.0)
+    res = kmeans(x, 10, seed=1, max_iter=40, tol=0.0, chunk_size=3000)
+    assert res.n_iter == 40
+    assert computed[0] == 3000  # the first assignment computes every distance
+    assert sum(computed[1:]) < 0.1 * 3000 * 40  # later ones almost none
+
+
+def test_bounded_iterations_reseed_empty_clusters(monkeypatch):
+    monkeypatch.setattr(kmeans_module, "BOUNDS_SWITCH_CHANGED", 1.0)
+    x, _ = _blobs(n=500, centers=5)
+    init = np.repeat(x[:1], 6, axis=0)
+    res = kmeans(x, 6, init=init, max_iter=10, tol=0.0)
+    with monkeypatch.context() as m:
+        _plain_only(m)
+        plain = kmeans(x, 6, init=init, max_iter=10, tol=0.0)
+    assert len(torch.unique(res.labels)) == 6
+    np.testing.assert_allclose(res.centers.numpy(), plain.centers.numpy(), atol=1e-5)
+
+
+def test_cpu_scorer_matches_addmm_and_torch_max():
+    x, _ = _blobs(n=777, d=40)
+    xt, c = torch.from_numpy(x), torch.from_numpy(x[::50].copy())
+    fast = Scorer(c)
+    reference = Scorer(c)
+    reference.onednn, reference.cpu = False, False  # the addmm + torch.max path (as on GPU)
+    s_fast, s_ref = fast.scores(xt), reference.scores(xt)
+    torch.testing.assert_close(s_fast, s_ref, rtol=1e-5, atol=1e-4)
+    best = [torch.empty(777), torch.empty(777)]
+    labels = [torch.empty(777, dtype=torch.long), torch.empty(777, dtype=torch.long)]
+    fast.nearest(s_ref, best[0], labels[0])
+    reference.nearest(s_ref, best[1], labels[1])
+    assert torch.equal(labels[0], labels[1]) and torch.equal(best[0], best[1])
