@@ -19,11 +19,11 @@ console = Console()
 
 
 async def _with_session(settings: Settings, fn: Any) -> Any:
-    from pathgen.store.engine import make_engine, session_scope
+    from pathgen.store.engine import make_engine, read_scope
 
     engine = make_engine(settings.database.url)
     try:
-        async with session_scope(engine) as session:
+        async with read_scope(engine) as session:
             return await fn(session)
     finally:
         await engine.dispose()

@@ -31,11 +31,11 @@ def run_model_settings(run_config: dict[str, Any], fallback: ModelSettings) -> M
 async def _webdataset(settings: Settings, run_id: str, out: Path, options: Any, reviewed: bool):
     from pathgen.export import load_samples, write_webdataset
     from pathgen.export.samples import get_run
-    from pathgen.store.engine import make_engine, session_scope
+    from pathgen.store.engine import make_engine, read_scope
 
     engine = make_engine(settings.database.url)
     try:
-        async with session_scope(engine) as session:
+        async with read_scope(engine) as session:
             run = await get_run(session, run_id)
             config = dict(run.config or {})
             samples = await load_samples(session, run_id, only_reviewed=reviewed)
@@ -90,11 +90,11 @@ def webdataset(
 
 async def _pairs(settings: Settings, run_id: str, out: Path, fmt: str, images: bool, tpl: str):
     from pathgen.export import load_pairs, write_pairs
-    from pathgen.store.engine import make_engine, session_scope
+    from pathgen.store.engine import make_engine, read_scope
 
     engine = make_engine(settings.database.url)
     try:
-        async with session_scope(engine) as session:
+        async with read_scope(engine) as session:
             pairs = await load_pairs(session, run_id)
     finally:
         await engine.dispose()
@@ -124,11 +124,11 @@ def revise_pairs(
 
 async def _captions(settings: Settings, run_id: str, out: Path) -> int:
     from pathgen.export import export_captions
-    from pathgen.store.engine import make_engine, session_scope
+    from pathgen.store.engine import make_engine, read_scope
 
     engine = make_engine(settings.database.url)
     try:
-        async with session_scope(engine) as session:
+        async with read_scope(engine) as session:
             return await export_captions(session, run_id, out)
     finally:
         await engine.dispose()

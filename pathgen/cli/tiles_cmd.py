@@ -15,7 +15,7 @@ from sqlalchemy import select
 from pathgen.cli.context import run_async, state
 from pathgen.errors import ConfigError
 from pathgen.runs.registry import run_settings
-from pathgen.store.engine import make_engine, session_scope
+from pathgen.store.engine import make_engine, read_scope
 from pathgen.store.models import Slide, Tile
 
 console = Console()
@@ -23,7 +23,7 @@ console = Console()
 
 async def _tile_rows(engine, tile_ids: list[int]) -> dict[int, tuple[str, int, int, int]]:  # noqa: ANN001
     out: dict[int, tuple[str, int, int, int]] = {}
-    async with session_scope(engine) as s:
+    async with read_scope(engine) as s:
         for start in range(0, len(tile_ids), 2000):
             chunk = tile_ids[start : start + 2000]
             rows = await s.execute(

@@ -20,13 +20,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.errors import StoreError
-from pathgen.store.engine import session_scope
+from pathgen.store.engine import read_scope
 from pathgen.store.models import Embedding, RunSlide, Tile
 
 
 async def run_embedding_files(engine: AsyncEngine, run_id: str, fingerprint: str) -> list[str]:
     """The run's per-slide embedding files computed with the model ``fingerprint``."""
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         rows = (
             await session.execute(
                 select(Embedding.path, Embedding.model_fingerprint)
@@ -63,7 +63,7 @@ def embedding_chunks(paths: Sequence[str], dim: int) -> Iterator[tuple[np.ndarra
 
 async def tile_vector(engine: AsyncEngine, paths: Sequence[str], tile_id: int) -> np.ndarray:
     """A tile's stored embedding (for "more like this")."""
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         tile = await session.get(Tile, tile_id)
     if tile is None:
         raise StoreError(f"tile {tile_id} does not exist")

@@ -2,7 +2,7 @@
 
 Example::
 
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         history = await tile_history(session, tile_id=7, run_id="run-1")
     for chain in history.chains:
         for step in chain:

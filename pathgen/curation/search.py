@@ -10,7 +10,7 @@ Snippets mark matched words with :data:`MARK_START` / :data:`MARK_END`; use
 
 Example::
 
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         hits = await search_captions(session, "necrosis", stage="summarize", limit=10)
     for hit in hits:
         print(hit.revision_id, hit.snippet_text("[", "]"))

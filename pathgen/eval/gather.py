@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pathgen.errors import StoreError
 from pathgen.eval.records import ReviewRecord, RevisionRecord, RunData, TileRef
 from pathgen.store.captions import final_captions, latest_reviews
-from pathgen.store.engine import session_scope
+from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, Run, Slide, Tile
 
 
@@ -24,7 +24,7 @@ async def load_run_data(engine: AsyncEngine, run_id: str) -> RunData:
 
     Raises :class:`StoreError` when the run does not exist.
     """
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         run = await session.get(Run, run_id)
         if run is None:
             known = (await session.scalars(select(Run.id).order_by(Run.id).limit(20))).all()

@@ -5,7 +5,7 @@ The database holds no secrets, so every column is exported.
 
 Example::
 
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         n = await export_captions(session, "run-1", Path("captions.parquet"))
 """
 

@@ -13,7 +13,7 @@ Both carry ``metadata`` (edits, revision ids, tile, template).
 
 Example::
 
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         pairs = await load_pairs(session, "run-1")
     write_pairs(pairs, Path("pairs.jsonl"), fmt="llava")
 """

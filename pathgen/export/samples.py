@@ -2,7 +2,7 @@
 
 Example::
 
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         samples = await load_samples(session, "run-1", only_reviewed=True)
 """
 

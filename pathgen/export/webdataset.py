@@ -11,7 +11,7 @@ resumes, keeping the shards it completed (see :mod:`pathgen.export.shards`).
 
 Example::
 
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         samples = await load_samples(session, "run-1")
     result = write_webdataset(samples, Path("out"), WebDatasetOptions(shard_size=1000))
 """

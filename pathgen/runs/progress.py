@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.runs import queue
-from pathgen.store.engine import session_scope
+from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, Run, RunSlide, Slide
 from pathgen.types import PIPELINE_STAGES
 
@@ -69,7 +69,7 @@ class RunProgress:
 
 async def snapshot(engine: AsyncEngine, run_id: str) -> RunProgress:
     counts = await queue.counts(engine, run_id)
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         run = await session.get(Run, run_id)
         usage = await session.execute(
             select(

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from pathgen.store.engine import session_scope
+from pathgen.store.engine import read_scope, session_scope
 from pathgen.store.models import WorkItem, utcnow
 
 Persist = Callable[[AsyncSession], Awaitable[None]]
@@ -383,7 +383,7 @@ async def counts(engine: AsyncEngine, run_id: str) -> dict[str, dict[str, int]]:
     """``{stage: {status: n}}`` for a run; an expired lease counts as queued."""
     now = utcnow()
     expired = and_(WorkItem.status == "leased", WorkItem.lease_expires_at < now)
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         rows = await session.execute(
             select(WorkItem.stage, WorkItem.status, expired, func.count())
             .where(WorkItem.run_id == run_id)

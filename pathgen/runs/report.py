@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pathgen.store.engine import session_scope
+from pathgen.store.engine import read_scope
 from pathgen.store.models import RunSlide, Slide, WorkItem
 
 
@@ -29,7 +29,7 @@ class ParkedItem:
 
 async def slide_problems(engine: AsyncEngine, run_id: str) -> list[SlideProblem]:
     """Failed slides, and tiled slides that carry a warning (e.g. unreadable tiles)."""
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         rows = await session.execute(
             select(Slide.id, Slide.path, Slide.status, Slide.error_reason, Slide.error)
             .join(RunSlide, RunSlide.slide_id == Slide.id)
@@ -43,7 +43,7 @@ async def slide_problems(engine: AsyncEngine, run_id: str) -> list[SlideProblem]
 
 
 async def parked_items(engine: AsyncEngine, run_id: str, limit: int = 50) -> list[ParkedItem]:
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         rows = await session.execute(
             select(WorkItem.stage, WorkItem.key, WorkItem.attempts, WorkItem.last_error)
             .where(WorkItem.run_id == run_id, WorkItem.status == "failed")
@@ -54,7 +54,7 @@ async def parked_items(engine: AsyncEngine, run_id: str, limit: int = 50) -> lis
 
 
 async def slide_counts(engine: AsyncEngine, run_id: str) -> dict[str, int]:
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         rows = await session.execute(
             select(Slide.status, func.count())
             .join(RunSlide, RunSlide.slide_id == Slide.id)

@@ -1,13 +1,18 @@
 """Async engine factory with the per-backend settings pathgen relies on.
 
-SQLite runs in WAL mode with a busy timeout, and every transaction starts with
-``BEGIN IMMEDIATE`` so that concurrent writers wait for the lock instead of
-failing with "database is locked" on a read-to-write upgrade.
+SQLite runs in WAL mode with a busy timeout, and every transaction that may write
+starts with ``BEGIN IMMEDIATE`` so that concurrent writers wait for the lock instead of
+failing with "database is locked" on a read-to-write upgrade. Read-only work (pages,
+status, searches) goes through :func:`read_scope`: a plain deferred ``BEGIN``, which in
+WAL mode neither waits for writers nor makes them wait; on Postgres a ``READ ONLY``
+transaction.
 
 Example::
 
     engine = make_engine("sqlite+aiosqlite:///pathgen.db")
     async with session_scope(engine) as session:
+        ...
+    async with read_scope(engine) as session:
         ...
 """
 
@@ -17,7 +22,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -29,6 +34,8 @@ from sqlalchemy.ext.asyncio import (
 from pathgen.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+#: Execution option marking a connection's transactions read-only (see :func:`read_scope`).
+READ_ONLY = "pathgen_read_only"
 
 
 def is_sqlite(url: str) -> bool:
@@ -67,7 +74,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -78,4 +86,22 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def session_scope(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     """A session in one transaction: committed on success, rolled back on error."""
     async with sessionmaker(engine)() as session, session.begin():
+        yield session
+
+
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` (same pool) whose transactions start as plain reads on SQLite."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+@asynccontextmanager
+async def read_scope(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session in one read-only transaction (never takes SQLite's write lock).
+
+    For reads only: on Postgres a write fails ("read-only transaction"); on SQLite it
+    would have to upgrade the lock mid-transaction, which can fail under load.
+    """
+    async with sessionmaker(read_only(engine))() as session, session.begin():
+        if not is_sqlite(str(engine.url)):
+            await session.execute(text("SET TRANSACTION READ ONLY"))
         yield session

@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pathgen.store.engine import read_only
 from pathgen.store.models import Base
 from pathgen.store.schema_filter import include_name, include_object
 
@@ -58,7 +59,7 @@ def _current(connection: Connection) -> str | None:
 
 async def current(engine: AsyncEngine) -> str | None:
     """The revision the database is at (None: no schema yet)."""
-    return await _with_connection(engine, _current)
+    return await _with_connection(read_only(engine), _current)
 
 
 def head() -> str:
@@ -73,4 +74,4 @@ def _diff(connection: Connection) -> list[Any]:
 
 async def schema_diff(engine: AsyncEngine) -> list[Any]:
     """Differences between the migrated database and the models (empty when they agree)."""
-    return await _with_connection(engine, _diff)
+    return await _with_connection(read_only(engine), _diff)

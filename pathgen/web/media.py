@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from pathgen.errors import SlideError
-from pathgen.store.engine import session_scope
+from pathgen.store.engine import read_scope
 from pathgen.store.models import Slide, Tile
 from pathgen.web.images import (
     clamp_px,
@@ -29,7 +29,7 @@ CACHE_CONTROL = "private, max-age=86400"
 
 
 async def _tile_and_slide(request: Request, tile_id: int) -> tuple[Tile, Slide]:
-    async with session_scope(request.app.state.engine) as session:
+    async with read_scope(request.app.state.engine) as session:
         tile = await session.get(Tile, tile_id)
         if tile is None:
             raise HTTPException(404, f"tile {tile_id} does not exist")
@@ -78,7 +78,7 @@ async def slide_thumbnail(
     request: Request, slide_id: int, size: int | None = Query(None)
 ) -> Response:
     """The whole slide, scaled to fit a ``size`` square."""
-    async with session_scope(request.app.state.engine) as session:
+    async with read_scope(request.app.state.engine) as session:
         slide = await session.get(Slide, slide_id)
     if slide is None:
         raise HTTPException(404, f"slide {slide_id} does not exist")

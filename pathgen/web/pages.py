@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 from pathgen.curation import search_captions
 from pathgen.curation.search import CaptionHit
 from pathgen.errors import PathgenError
-from pathgen.store.engine import session_scope
+from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, Run
 from pathgen.web.diffs import diff_stats, word_diff
 from pathgen.web.queries import (
@@ -40,13 +40,13 @@ def slide_missing(path: str) -> bool:
 
 @router.get("/", response_class=HTMLResponse, name="dashboard")
 async def dashboard(request: Request) -> HTMLResponse:
-    async with session_scope(request.app.state.engine) as session:
+    async with read_scope(request.app.state.engine) as session:
         runs = await run_summaries(session)
     return render(request, "dashboard.html", {"runs": runs})
 
 
 async def _run_or_404(request: Request, run_id: str) -> Run:
-    async with session_scope(request.app.state.engine) as session:
+    async with read_scope(request.app.state.engine) as session:
         run = await session.get(Run, run_id)
     if run is None:
         raise HTTPException(404, f"run {run_id!r} does not exist")
@@ -68,7 +68,7 @@ async def run_page(
         raise HTTPException(400, f"review filter must be one of {', '.join(REVIEW_STATES)}")
     review = review or None
     await _run_or_404(request, run_id)
-    async with session_scope(request.app.state.engine) as session:
+    async with read_scope(request.app.state.engine) as session:
         summary = (await run_summaries(session, run_id))[0]
         grid = await tile_grid(session, run_id, review=review, page=page, per_page=PER_PAGE)
         counts = await review_counts(session, run_id)
@@ -100,7 +100,7 @@ class RevisionView:
 
 @router.get("/tiles/{tile_id}", response_class=HTMLResponse, name="tile")
 async def tile_page(request: Request, tile_id: int, run: str | None = Query(None)) -> HTMLResponse:
-    async with session_scope(request.app.state.engine) as session:
+    async with read_scope(request.app.state.engine) as session:
         detail = await tile_detail(session, tile_id, run or None)
         if detail is None:
             raise HTTPException(404, f"tile {tile_id} does not exist")
@@ -176,7 +176,7 @@ async def search_page(
     snippets: dict[int, Markup] = {}
     error = None
     if q and mode == "text":
-        async with session_scope(request.app.state.engine) as session:
+        async with read_scope(request.app.state.engine) as session:
             hits = await search_captions(session, q, run_id=run_id, limit=SEARCH_LIMIT * 4)
             order: list[int] = []
             for hit in hits:
@@ -194,7 +194,7 @@ async def search_page(
         except PathgenError as exc:
             error = str(exc)
         else:
-            async with session_scope(request.app.state.engine) as session:
+            async with read_scope(request.app.state.engine) as session:
                 items = await grid_items(session, run_id, [tid for tid, _ in hits_m])
             scores = dict(hits_m)
             for item in items:

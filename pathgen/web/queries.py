@@ -2,7 +2,7 @@
 
 Example::
 
-    async with session_scope(engine) as session:
+    async with read_scope(engine) as session:
         runs = await run_summaries(session)
         page = await tile_grid(session, "run-1", review="unreviewed", page=1, per_page=48)
 """
