@@ -381,19 +381,25 @@ async def retry_failed(engine: AsyncEngine, run_id: str, stage: str | None = Non
 
 async def counts(engine: AsyncEngine, run_id: str) -> dict[str, dict[str, int]]:
     """``{stage: {status: n}}`` for a run; an expired lease counts as queued."""
-    now = utcnow()
-    expired = and_(WorkItem.status == "leased", WorkItem.lease_expires_at < now)
     async with read_scope(engine) as session:
-        rows = await session.execute(
-            select(WorkItem.stage, WorkItem.status, expired, func.count())
-            .where(WorkItem.run_id == run_id)
-            .group_by(WorkItem.stage, WorkItem.status, expired)
-        )
-        out: dict[str, dict[str, int]] = {}
-        for stage, st, expired, n in rows:
-            key = "queued" if st == "leased" and expired else st
-            bucket = out.setdefault(stage, {})
-            bucket[key] = bucket.get(key, 0) + n
+        return (await status_counts(session, [run_id])).get(run_id, {})
+
+
+async def status_counts(
+    session: AsyncSession, run_ids: Sequence[str]
+) -> dict[str, dict[str, dict[str, int]]]:
+    """``{run_id: {stage: {status: n}}}``; an expired lease counts as queued."""
+    expired = and_(WorkItem.status == "leased", WorkItem.lease_expires_at < utcnow())
+    rows = await session.execute(
+        select(WorkItem.run_id, WorkItem.stage, WorkItem.status, expired, func.count())
+        .where(WorkItem.run_id.in_(list(run_ids)))
+        .group_by(WorkItem.run_id, WorkItem.stage, WorkItem.status, expired)
+    )
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for run_id, stage, status, is_expired, n in rows:
+        key = "queued" if status == "leased" and is_expired else status
+        bucket = out.setdefault(run_id, {}).setdefault(stage, {})
+        bucket[key] = bucket.get(key, 0) + n
     return out
 
 

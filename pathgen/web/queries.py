@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, distinct, func, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pathgen.runs.queue import status_counts
 from pathgen.store.captions import final_captions, latest_reviews
 from pathgen.store.models import (
     CaptionRevision,
@@ -24,8 +25,6 @@ from pathgen.store.models import (
     Selection,
     Slide,
     Tile,
-    WorkItem,
-    utcnow,
 )
 from pathgen.store.revisions import revision_chain, tile_revisions
 from pathgen.types import PIPELINE_STAGES
@@ -99,22 +98,11 @@ async def run_summaries(session: AsyncSession, run_id: str | None = None) -> lis
     def row(rid: str, stage: str) -> StageRow:
         return stages.setdefault((rid, stage), StageRow(stage))
 
-    expired = and_(WorkItem.status == "leased", WorkItem.lease_expires_at < utcnow())
-    work = await session.execute(
-        select(WorkItem.run_id, WorkItem.stage, WorkItem.status, expired, func.count())
-        .where(WorkItem.run_id.in_(ids))
-        .group_by(WorkItem.run_id, WorkItem.stage, WorkItem.status, expired)
-    )
-    for rid, stage, status, is_expired, n in work:
-        r = row(rid, stage)
-        if status == "leased" and not is_expired:
-            r.in_flight += n
-        elif status in ("queued", "leased"):
-            r.queued += n
-        elif status == "done":
-            r.done += n
-        elif status == "failed":
-            r.failed += n
+    for rid, by_stage in (await status_counts(session, ids)).items():
+        for stage, by in by_stage.items():
+            r = row(rid, stage)
+            r.queued, r.in_flight = by.get("queued", 0), by.get("leased", 0)
+            r.done, r.failed = by.get("done", 0), by.get("failed", 0)
     revs = await session.execute(
         select(
             CaptionRevision.run_id,
