@@ -155,8 +155,6 @@ async def test_shards_load_with_open_clip(sqlite_db, tmp_path: Path) -> None:
         ModelSettings(config_json=str(config_json), pretrained=str(ckpt), device="cpu")
     )
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
-    # open_clip_train's training pipeline needs an older webdataset's tar expander; its
-    # evaluation pipeline is the same decode/preprocess/tokenize chain on current webdataset.
     total, _ = data.get_dataset_size(pattern)
     args = SimpleNamespace(val_data=pattern, val_num_samples=total, workers=0, batch_size=2)
     info = data.get_wds_dataset(args, clip.preprocess, is_train=False, tokenizer=tokenizer)
@@ -165,6 +163,22 @@ async def test_shards_load_with_open_clip(sqlite_db, tmp_path: Path) -> None:
     assert sum(len(texts) for _, texts in batches) == 5
     images, texts = batches[0]
     assert tuple(images.shape) == (2, 3, 224, 224) and tuple(texts.shape) == (2, 77)
+    # the training loader (`--train-data ... --dataset-type webdataset`), sizes from sizes.json
+    train_args = SimpleNamespace(
+        train_data=pattern,
+        train_num_samples=None,
+        train_data_upsampling_factors=None,
+        seed=0,
+        workers=0,
+        batch_size=2,
+        world_size=1,
+    )
+    train = data.get_wds_dataset(train_args, clip.preprocess, is_train=True, tokenizer=tokenizer)
+    assert train.dataloader.num_samples == 6  # 5 samples rounded up to whole batches
+    train_batches = list(train.dataloader)
+    assert len(train_batches) == 3
+    for images, texts in train_batches:
+        assert tuple(images.shape) == (2, 3, 224, 224) and tuple(texts.shape) == (2, 77)
 
     samples = _samples(out)
     assert len(samples) == sum(sizes.values())
