@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -140,6 +141,47 @@ async def test_refusal_is_not_retried(provider: str, server: MockServer) -> None
     finally:
         await client.aclose()
     assert server.count() == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_reasoning_is_never_part_of_the_answer(provider: str, server: MockServer) -> None:
+    client = _client(provider, server)
+    try:
+        result = await client.complete(_request("caption [[fault:think]]"))
+        with pytest.raises(BadOutput, match="all reasoning; raise max_tokens") as info:
+            await client.complete(_request("ponder [[fault:overthink]]"))
+    finally:
+        await client.aclose()
+    assert result.text == expected_content("caption [[fault:think]]")
+    assert "<think>" in (info.value.raw or "")  # kept for the failed revision
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_answer_cut_at_max_tokens_reports_length(provider: str, server: MockServer) -> None:
+    client = _client(provider, server)
+    try:
+        result = await client.complete(_request("long [[fault:length]]"))
+    finally:
+        await client.aclose()
+    assert result.finish_reason == "length"
+    assert expected_content("long [[fault:length]]").startswith(result.text)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_server_down_is_a_retried_connection_error(provider: str) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cls = OpenAIClient if provider == "openai" else MistralClient
+    inner = cls(model="m", base_url=f"http://127.0.0.1:{port}/v1", timeout_s=2.0)
+    client = ResilientClient(inner, max_attempts=2, timeout_s=2.0, backoff=BackoffWait(0.01, 0.02))
+    try:
+        with pytest.raises(ProviderError, match="connection refused") as info:
+            await client.complete(_request("anyone there?"))
+    finally:
+        await client.aclose()
+    assert info.value.retryable
+    assert info.value.attempts == 2  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

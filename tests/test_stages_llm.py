@@ -32,10 +32,13 @@ class FakeLLM:
 
     provider = "fake"
 
-    def __init__(self, *replies: str | Exception, input_tokens: int = 100) -> None:
+    def __init__(
+        self, *replies: str | Exception, input_tokens: int = 100, finish: str = "stop"
+    ) -> None:
         self.replies = list(replies)
         self.requests: list[ChatRequest] = []
         self.input_tokens = input_tokens
+        self.finish = finish
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         self.requests.append(request)
@@ -49,7 +52,7 @@ class FakeLLM:
             input_tokens=self.input_tokens,
             output_tokens=len(reply.split()),
             latency_s=0.25,
-            finish_reason="stop",
+            finish_reason=self.finish,
             attempts=2,
         )
 
@@ -87,6 +90,7 @@ async def test_describe_contract_and_provenance() -> None:
     template = load_template("describe_v1")
     assert (out.template_name, out.template_hash) == ("describe_v1", template.sha256)
     assert (out.provider, out.model, out.attempts) == ("fake", "fake-vlm-1", 2)
+    assert out.finish_reason == "stop"
     assert out.input_tokens == 100 and out.output_tokens == len(reply.split())
     assert out.cost == pytest.approx(100 / 1000 * 2.0 + len(reply.split()) / 1000 * 10.0)
     assert out.params["temperature"] == 0.2 and out.params["has_report"] is True
@@ -231,3 +235,15 @@ async def test_degrade_llm_malformed_is_failed(reply: str) -> None:
     out = await run_degrade(FakeLLM(reply), _settings(mode="llm"), DESCRIPTION, seed=1)
     assert out.status == "failed" and out.error.startswith("BadOutput:")
     assert out.raw == reply
+
+
+async def test_answer_cut_at_max_tokens_is_marked_in_the_revision_params() -> None:
+    from pathgen.runs.handlers.caption import _revision
+    from pathgen.runs.queue import Claimed
+
+    client = FakeLLM(DESCRIPTION, finish="length")
+    out = await run_describe(client, _settings(), DescribeInput(image=_tile()))
+    assert out.status == "ok" and out.finish_reason == "length"
+    item = Claimed(1, "run-1", "describe", "k", {}, 1, 3, "me")
+    rev = _revision(item, 7, out, parent_id=None, branch="caption")
+    assert rev.params["finish_reason"] == "length"

@@ -7,6 +7,9 @@ HTTP status / ``Retry-After`` to the :mod:`pathgen.errors` LLM errors.
 from __future__ import annotations
 
 import email.utils
+import re
+import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -104,6 +107,33 @@ def error_for_status(
     )
 
 
+def transport_error(provider: str, exc: BaseException, base_url: str | None) -> ProviderError:
+    """A retryable error for a failed connection or a timeout, saying which it was.
+
+    The aiohttp transport reports a refused connection as a *connect timeout*; the cause
+    chain tells them apart, so "server down" never reads as "server slow".
+    """
+    chain: list[BaseException] = []
+    err: BaseException | None = exc
+    while err is not None and len(chain) < 10:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    where = base_url or "the provider's default endpoint"
+    for err in chain:
+        if isinstance(err, ConnectionRefusedError):
+            return ProviderError(
+                f"{provider}: cannot connect to {where}: connection refused "
+                "(is the server running, and is base_url right?)"
+            )
+        if isinstance(err, socket.gaierror):
+            return ProviderError(f"{provider}: cannot resolve the host of {where}: {err}")
+        if isinstance(err, ssl.SSLError):
+            return ProviderError(f"{provider}: TLS error talking to {where}: {err}")
+    if any(isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ for e in chain):
+        return ProviderError(f"{provider}: request timed out ({where})")
+    return ProviderError(f"{provider}: connection error ({where}): {chain[-1]!r}")
+
+
 def _text_of(content: Any) -> str:
     if content is None:
         return ""
@@ -112,6 +142,23 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):  # Mistral may answer with content chunks
         return "".join(c.get("text", "") for c in content if isinstance(c, dict))
     return str(content)
+
+
+#: A reasoning model's thinking, which some servers (Ollama, llama.cpp, vLLM without a
+#: reasoning parser) leave in ``content``: never part of a caption.
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.DOTALL | re.IGNORECASE)
+_OPEN_THINK = re.compile(r"^\s*<(think|thinking|reasoning)>", re.IGNORECASE)
+
+
+def strip_reasoning(text: str) -> tuple[str, bool]:
+    """``text`` without ``<think>…</think>`` blocks, and whether it was cut off mid-thought.
+
+    An opening tag that is never closed means the answer ran out while still thinking.
+    """
+    answer = _THINK.sub("", text).strip() if _THINK.search(text) else text
+    if _OPEN_THINK.match(answer):
+        return "", True
+    return answer, False
 
 
 def result_from_payload(
@@ -134,14 +181,21 @@ def result_from_payload(
         raise ProviderError(f"{provider}: malformed response (no choices)") from None
     usage = data.get("usage") or {}
     refusal = message.get("refusal")
-    text = _text_of(message.get("content"))
+    raw = _text_of(message.get("content"))
     if refusal or finish == "content_filter":
         raise Refused(
             f"{provider}: the model refused (finish_reason={finish}): {refusal or ''}".strip(),
-            raw=refusal or text or None,
+            raw=refusal or raw or None,
         )
+    text, unfinished = strip_reasoning(raw)
+    thought = unfinished or bool(message.get("reasoning_content") or message.get("reasoning"))
     if not text.strip():
-        raise BadOutput(f"{provider}: empty content (finish_reason={finish})", raw=text)
+        hint = (
+            ": the answer was all reasoning; raise max_tokens or turn the model's thinking off"
+            if thought
+            else ""
+        )
+        raise BadOutput(f"{provider}: empty content (finish_reason={finish}){hint}", raw=raw)
     return ChatResult(
         text=text,
         model=data.get("model") or model,

@@ -22,6 +22,7 @@ from pathgen.llm.completions import (
     messages_json,
     mistral_image,
     result_from_payload,
+    transport_error,
 )
 from pathgen.llm.credentials import api_key
 from pathgen.llm.http import pooled_http_client
@@ -79,6 +80,7 @@ class MistralClient:
         max_connections: int = 64,
     ) -> None:
         self.model = model
+        self.base_url = base_url
         self.api_key_env = api_key_env or DEFAULT_KEY_ENV
         key = api_key(self.api_key_env, base_url=base_url, provider=self.provider)
         self._http = pooled_http_client(timeout_s, max_connections)
@@ -116,10 +118,8 @@ class MistralClient:
                 provider=self.provider,
                 api_key_env=self.api_key_env,
             ) from None
-        except httpx2.TimeoutException:
-            raise ProviderError(f"{self.provider}: request timed out") from None
-        except (httpx2.TransportError, errors.NoResponseError) as exc:
-            raise ProviderError(f"{self.provider}: connection error: {exc!r}") from None
+        except (httpx2.TransportError, errors.NoResponseError) as exc:  # incl. timeouts
+            raise transport_error(self.provider, exc, self.base_url) from None
         latency = time.perf_counter() - start
         return result_from_payload(
             _as_payload(response), provider=self.provider, model=model, latency_s=latency

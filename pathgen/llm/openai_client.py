@@ -25,6 +25,7 @@ from pathgen.llm.completions import (
     messages_json,
     openai_image,
     result_from_payload,
+    transport_error,
 )
 from pathgen.llm.credentials import api_key
 from pathgen.llm.http import pooled_http_client
@@ -53,6 +54,7 @@ class OpenAIClient:
         max_connections: int = 64,
     ) -> None:
         self.model = model
+        self.base_url = base_url
         self.api_key_env = api_key_env or DEFAULT_KEY_ENV
         key = api_key(self.api_key_env, base_url=base_url, provider=self.provider)
         self._http = pooled_http_client(timeout_s, max_connections)
@@ -88,10 +90,8 @@ class OpenAIClient:
                 provider=self.provider,
                 api_key_env=self.api_key_env,
             ) from None
-        except openai.APITimeoutError:
-            raise ProviderError(f"{self.provider}: request timed out") from None
-        except openai.APIConnectionError as exc:
-            raise ProviderError(f"{self.provider}: connection error: {exc.__cause__!r}") from None
+        except openai.APIConnectionError as exc:  # includes APITimeoutError
+            raise transport_error(self.provider, exc, self.base_url) from None
         latency = time.perf_counter() - start
         try:
             data = json.loads(response.content)

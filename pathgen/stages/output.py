@@ -44,6 +44,7 @@ class StageOutput:
     attempts: int = 0
     raw: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None  # "length": the answer hit max_tokens
 
     @property
     def ok(self) -> bool:
@@ -147,6 +148,7 @@ async def call_stage(
         "latency_s": result.latency_s or (time.perf_counter() - started),
         "cost": compute_cost(settings, result.input_tokens, result.output_tokens),
         "attempts": result.attempts,
+        "finish_reason": result.finish_reason,
     }
     try:
         parsed = parse(result.text)

@@ -19,8 +19,11 @@ A ``[[delay:SECONDS]]`` marker sets that request's latency.
 
 Kinds: ``429`` (ARG = Retry-After seconds, default ``retry_after``), ``500``, ``503``,
 ``400``, ``401``, ``404``, ``hang`` (ARG = seconds, default one hour), ``malformed``
-(truncated JSON with status 200), ``empty`` (empty content) and ``refusal``
-(``message.refusal`` set, content null, finish_reason ``content_filter``).
+(truncated JSON with status 200), ``empty`` (empty content), ``refusal``
+(``message.refusal`` set, content null, finish_reason ``content_filter``), ``think``
+(a ``<think>…</think>`` block before the answer, as reasoning models served by Ollama or
+llama.cpp send), ``overthink`` (an unclosed ``<think>`` cut at max_tokens, finish_reason
+``length``) and ``length`` (the answer cut in half, finish_reason ``length``).
 
 Example::
 
@@ -299,11 +302,19 @@ class _Connection(asyncio.Protocol):
             payload = _completion(body, "", finish="stop", refusal=None)
         elif kind == "refusal":
             payload = _completion(body, None, finish="content_filter", refusal="I can't help.")
+        elif kind == "overthink":
+            thinking = "<think>The user wants a description. Let me look at the nuclei"
+            payload = _completion(body, thinking, finish="length", refusal=None)
         else:
             text, images = _message_texts(body)
             content = next((c for key, c in self.state.replies if key in text), None)
             content = content if content is not None else expected_content(text, images)
-            payload = _completion(body, content, finish="stop", refusal=None)
+            finish = "stop"
+            if kind == "think":
+                content = f"<think>\nThe user wants a caption. I see nuclei.\n</think>\n\n{content}"
+            elif kind == "length":
+                content, finish = content[: max(1, len(content) // 2)], "length"
+            payload = _completion(body, content, finish=finish, refusal=None)
         return _response(200, json.dumps(payload).encode())
 
 

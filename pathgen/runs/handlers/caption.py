@@ -100,6 +100,8 @@ def _revision(
         params["metrics"] = out.metrics
     if out.attempts:
         params["attempts"] = out.attempts
+    if getattr(out, "finish_reason", None):
+        params["finish_reason"] = out.finish_reason
     return NewRevision(
         tile_id=tile_id,
         run_id=item.run_id,
