@@ -67,6 +67,34 @@ async def test_expired_lease_is_reclaimed_and_old_owner_is_fenced(engine) -> Non
     assert wrote == ["x"]
 
 
+async def test_same_worker_reclaiming_its_own_expired_lease_is_fenced(engine) -> None:
+    """A slow worker whose lease ran out and who claimed the item again (same worker id)
+    gets only its newest claim's result stored, even when both finish in one batch."""
+    await _run_with_items(engine, 1)
+    (old,) = await queue.claim(engine, owner="w", stages=["describe"], limit=1, lease_s=60)
+    async with session_scope(engine) as s:  # the lease runs out while "old" still works
+        await s.execute(update(WorkItem).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    (new,) = await queue.claim(engine, owner="w", stages=["describe"], limit=1)
+    assert new.id == old.id and new.owner != old.owner  # one lease token per claim
+    assert await queue.heartbeat(engine, [old], lease_s=60) == 0
+    assert await queue.heartbeat(engine, [old, new], lease_s=60) == 1
+
+    wrote: list[int] = []
+
+    def persist(attempt: int):  # noqa: ANN202
+        async def write(session) -> None:
+            wrote.append(attempt)
+
+        return write
+
+    done = await queue.complete(
+        engine, [Completion(old, persist=persist(1)), Completion(new, persist=persist(2))]
+    )
+    assert done == [False, True]
+    assert wrote == [2]
+    assert await queue.fail(engine, old, "late failure") == "lost"
+
+
 async def test_failures_retry_then_park_then_operator_retry(engine) -> None:
     await _run_with_items(engine, 1, max_attempts=2)
     (i1,) = await queue.claim(engine, owner="w", stages=["describe"], limit=1)

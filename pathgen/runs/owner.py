@@ -13,9 +13,14 @@ from pathgen.store.engine import session_scope
 from pathgen.store.models import WorkItem, utcnow
 
 
+def _host() -> str:
+    """This machine's name as leases record it (at most 64 characters: the column is 128)."""
+    return socket.gethostname()[:64]
+
+
 def new_owner() -> str:
-    """``host:pid:random``, unique per worker process start."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    """``host:pid:random``, unique per worker process start (a claim appends a nonce)."""
+    return f"{_host()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -34,7 +39,7 @@ async def reclaim_dead_local_leases(engine: AsyncEngine, run_id: str | None = No
     Leases of remote workers expire on their own; this only saves a restarted local
     run from waiting out a dead process's lease.
     """
-    host = socket.gethostname()
+    host = _host()
     async with session_scope(engine) as session:
         stmt = select(WorkItem.lease_owner).where(WorkItem.status == "leased").distinct()
         if run_id is not None:
@@ -42,8 +47,8 @@ async def reclaim_dead_local_leases(engine: AsyncEngine, run_id: str | None = No
         owners = [o for o in await session.scalars(stmt) if o]
         dead = []
         for owner in owners:
-            parts = owner.split(":")
-            local = len(parts) == 3 and parts[0] == host and parts[1].isdigit()
+            parts = owner.split(":")  # host:pid:start-token:claim-token
+            local = len(parts) >= 3 and parts[0] == host and parts[1].isdigit()
             if local and not _pid_alive(int(parts[1])):
                 dead.append(owner)
         if not dead:

@@ -15,12 +15,13 @@ Example::
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -47,6 +48,8 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     max_attempts: int
+    #: The lease token: the worker's id plus a nonce per claim, so a worker whose lease ran
+    #: out and who claimed the item again cannot complete it twice.
     owner: str
 
 
@@ -175,6 +178,7 @@ async def claim(
     if limit <= 0 or not stages:
         return []
     now = utcnow()
+    lease = f"{owner}:{secrets.token_hex(4)}"  # fences this claim, even from its own worker
     async with session_scope(engine) as session:
         ids = (
             select(WorkItem.id)
@@ -189,7 +193,7 @@ async def claim(
             .where(WorkItem.id.in_(ids.scalar_subquery()))
             .values(
                 status="leased",
-                lease_owner=owner,
+                lease_owner=lease,
                 lease_expires_at=now + timedelta(seconds=lease_s),
                 heartbeat_at=now,
                 attempts=WorkItem.attempts + 1,
@@ -211,7 +215,7 @@ async def claim(
     return sorted(
         (
             Claimed(
-                r.id, r.run_id, r.stage, r.key, r.payload or {}, r.attempts, r.max_attempts, owner
+                r.id, r.run_id, r.stage, r.key, r.payload or {}, r.attempts, r.max_attempts, lease
             )
             for r in rows
         ),
@@ -231,7 +235,7 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
         return []
     now = utcnow()
     async with session_scope(engine) as session:
-        won: set[int] = set()
+        won: set[tuple[int, str]] = set()
         by_owner: dict[str, list[Completion]] = {}
         for c in completions:
             by_owner.setdefault(c.item.owner, []).append(c)
@@ -254,7 +258,7 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
                     .values(**values)
                     .returning(WorkItem.id)
                 )
-                won.update(res.scalars())
+                won.update((item_id, owner) for item_id in res.scalars())
             for c in with_result:
                 res = await session.execute(
                     update(WorkItem)
@@ -262,11 +266,14 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
                     .values(**values, result=c.result)
                     .returning(WorkItem.id)
                 )
-                won.update(res.scalars())
+                won.update((item_id, owner) for item_id in res.scalars())
         follow: dict[tuple[str, bool], list[NewWork]] = {}
+        persisted: set[tuple[int, str]] = set()
         for c in completions:
-            if c.item.id not in won:
+            key = (c.item.id, c.item.owner)
+            if key not in won or key in persisted:
                 continue
+            persisted.add(key)
             if c.persist is not None:
                 await c.persist(session)
             follow.setdefault((c.item.run_id, c.new_output), []).extend(c.follow_up)
@@ -278,7 +285,7 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
                 max_attempts=completions[0].item.max_attempts,
                 requeue_finished=new_output,
             )
-    return [c.item.id in won for c in completions]
+    return [(c.item.id, c.item.owner) in won for c in completions]
 
 
 def backoff_s(attempt: int, base: float = 2.0, cap: float = 300.0) -> float:
@@ -325,16 +332,15 @@ async def fail(
 
 
 async def _update_held(engine: AsyncEngine, items: Sequence[Claimed], **values: Any) -> int:
-    """Update the items whose lease the caller (``items[0].owner``) still holds."""
+    """Update the items whose leases (each claim's own token) are still held."""
     if not items:
         return 0
     async with session_scope(engine) as session:
         res = await session.execute(
             update(WorkItem)
             .where(
-                WorkItem.id.in_([i.id for i in items]),
+                tuple_(WorkItem.id, WorkItem.lease_owner).in_([(i.id, i.owner) for i in items]),
                 WorkItem.status == "leased",
-                WorkItem.lease_owner == items[0].owner,
             )
             .values(**values)
             .returning(WorkItem.id)
