@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.runs.progress import snapshot
 from pathgen.store import engine as engine_module
-from pathgen.store.engine import is_sqlite, make_engine, read_scope, session_scope
+from pathgen.store.engine import make_engine, read_scope, session_scope
 from pathgen.web import create_app
 from tests.populate import populate
 from tests.webutil import settings_for
@@ -28,11 +28,10 @@ def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's write lock
 async def test_reads_do_not_wait_for_a_writer_holding_the_sqlite_lock(
     engine: AsyncEngine, db_url: str, short_busy_timeout: None
 ) -> None:
-    if not is_sqlite(db_url):
-        pytest.skip("SQLite's write lock")
     p = await populate(engine)
     fresh = make_engine(db_url)  # picks up the short busy timeout
     writer = sqlite3.connect(_sqlite_path(db_url), isolation_level=None)
@@ -57,9 +56,8 @@ async def test_reads_do_not_wait_for_a_writer_holding_the_sqlite_lock(
         await fresh.dispose()
 
 
-async def test_read_scope_refuses_writes_on_postgres(engine: AsyncEngine, db_url: str) -> None:
-    if is_sqlite(db_url):
-        pytest.skip("Postgres READ ONLY transactions")
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_read_scope_refuses_writes_on_postgres(engine: AsyncEngine) -> None:
     await populate(engine)
     with pytest.raises(DBAPIError, match="read-only"):
         async with read_scope(engine) as s:
