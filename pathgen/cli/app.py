@@ -24,6 +24,7 @@ from pathgen.cli import (  # one command module per line
 )
 from pathgen.cli.context import state
 from pathgen.errors import ConfigError, PathgenError
+from pathgen.store.outage import connection_problem
 
 err_console = Console(stderr=True)
 
@@ -37,6 +38,14 @@ class PathgenGroup(TyperGroup):
         except PathgenError as exc:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             ctx.exit(2 if isinstance(exc, ConfigError) else 1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:
+            problem = connection_problem(exc)
+            if problem is None:
+                raise
+            err_console.print(f"[red]error:[/red] {problem}", highlight=False, soft_wrap=True)
+            ctx.exit(1)
 
 
 app = typer.Typer(

@@ -120,9 +120,12 @@ class RunSummary:
 async def open_store(settings: Settings) -> AsyncEngine:
     """The engine for the configured database, migrated to head (a new database is created)."""
     engine = make_engine(settings.database.url)
-    current = await migrate.current(engine)
-    if current != migrate.head():
-        await migrate.upgrade(engine)
+    try:
+        if await migrate.current(engine) != migrate.head():
+            await migrate.upgrade(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     return engine
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pathgen.runs import queue
 from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, Run, RunSlide, Slide
+from pathgen.store.outage import rides_out_outages
 from pathgen.types import PIPELINE_STAGES
 
 #: Stages shown only when the run has items of them.
@@ -67,6 +68,7 @@ class RunProgress:
         return data
 
 
+@rides_out_outages("progress")
 async def snapshot(engine: AsyncEngine, run_id: str) -> RunProgress:
     counts = await queue.counts(engine, run_id)
     async with read_scope(engine) as session:

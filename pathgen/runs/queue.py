@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pathgen.store.engine import read_scope, session_scope
 from pathgen.store.models import WorkItem, utcnow
+from pathgen.store.outage import rides_out_outages
 
 Persist = Callable[[AsyncSession], Awaitable[None]]
 
@@ -165,6 +166,7 @@ async def _park_exhausted(session: AsyncSession, run_id: str | None, now: dateti
     )
 
 
+@rides_out_outages("claim")
 async def claim(
     engine: AsyncEngine,
     *,
@@ -229,6 +231,7 @@ def _held(item: Claimed) -> Any:
     )
 
 
+@rides_out_outages("complete")
 async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> list[bool]:
     """Commit results and mark items done in one transaction; False where the lease was lost."""
     if not completions:
@@ -293,6 +296,7 @@ def backoff_s(attempt: int, base: float = 2.0, cap: float = 300.0) -> float:
     return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
 
 
+@rides_out_outages("fail")
 async def fail(
     engine: AsyncEngine,
     item: Claimed,
@@ -356,6 +360,7 @@ async def heartbeat(engine: AsyncEngine, items: Sequence[Claimed], lease_s: floa
     )
 
 
+@rides_out_outages("release")
 async def release(engine: AsyncEngine, items: Sequence[Claimed]) -> int:
     """Give leases back without counting the attempt (graceful shutdown)."""
     return await _update_held(
@@ -385,6 +390,7 @@ async def retry_failed(engine: AsyncEngine, run_id: str, stage: str | None = Non
         return len(res.all())
 
 
+@rides_out_outages("counts")
 async def counts(engine: AsyncEngine, run_id: str) -> dict[str, dict[str, int]]:
     """``{stage: {status: n}}`` for a run; an expired lease counts as queued."""
     async with read_scope(engine) as session:

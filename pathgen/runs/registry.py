@@ -16,6 +16,7 @@ from pathgen.runs.manifest import SlideEntry
 from pathgen.settings import Settings
 from pathgen.store.engine import session_scope
 from pathgen.store.models import Run, RunSlide, Slide, utcnow
+from pathgen.store.outage import rides_out_outages
 
 
 def default_run_id(settings: Settings) -> str:
@@ -87,6 +88,7 @@ async def add_slides(
     return ids
 
 
+@rides_out_outages("finish run")
 async def finish_run(engine: AsyncEngine, run_id: str, status: str) -> None:
     async with session_scope(engine) as session:
         run = await session.get(Run, run_id)

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from pathgen.errors import ConfigError
+from pathgen.store.outage import watch
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 #: Execution option marking a connection's transactions read-only (see :func:`read_scope`).
@@ -53,9 +54,12 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         engine = create_async_engine(url, **kwargs)
         _configure_sqlite(engine)
+        watch(engine)
         return engine
     kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    watch(engine)
+    return engine
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
