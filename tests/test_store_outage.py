@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from pathgen.runs import queue
@@ -148,3 +149,43 @@ async def test_queue_waits_out_a_sqlite_lock_held_past_the_busy_timeout(
     finally:
         holder.join()
         await engine.dispose()
+
+
+def test_only_database_errors_count_as_database_outages() -> None:
+    from pathgen.store.outage import is_database_outage
+
+    assert is_database_outage(_wrapped(ConnectionRefusedError(111, "refused")))
+    assert is_database_outage(_wrapped(sqlite3.OperationalError("database is locked")))
+    assert not is_database_outage(ConnectionRefusedError(111, "refused"))  # e.g. an LLM endpoint
+    assert not is_database_outage(_wrapped(sqlite3.OperationalError("no such table: runs")))
+
+
+async def test_an_item_interrupted_by_a_database_outage_keeps_its_attempt(tmp_path) -> None:
+    """max_attempts=1: had the outage counted as the item's failure, it would be parked."""
+    from pathgen.runs.worker import StageHandler, Worker
+    from pathgen.store import migrate
+    from pathgen.store.models import WorkItem
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    await migrate.upgrade(engine)
+    async with session_scope(engine) as s:
+        s.add(Run(id="r", config={}, pathgen_version="t"))
+        await s.flush()
+        await queue.enqueue(s, "r", [NewWork("describe", "k")], max_attempts=1)
+    calls = []
+
+    async def handle(item: queue.Claimed) -> Completion:
+        calls.append(item.attempts)
+        if len(calls) == 1:
+            raise _wrapped(ConnectionResetError("server closed the connection"))
+        return Completion(item)
+
+    worker = Worker(engine, [StageHandler("describe", 1, handle)], run_id="r", exit_when_idle=True)
+    try:
+        stats = await asyncio.wait_for(worker.run(), 30)
+        async with session_scope(engine) as s:
+            (row,) = (await s.scalars(select(WorkItem))).all()
+    finally:
+        await engine.dispose()
+    assert (row.status, row.attempts) == ("done", 1)
+    assert calls == [1, 1] and (stats.done, stats.released, stats.failed) == (1, 1, 0)

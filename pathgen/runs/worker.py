@@ -24,6 +24,7 @@ from pathgen.errors import ConfigError, PathgenError, ProviderError
 from pathgen.runs import queue
 from pathgen.runs.owner import new_owner
 from pathgen.runs.queue import Claimed, Completion, Persist
+from pathgen.store.outage import is_database_outage
 
 log = logging.getLogger("pathgen.worker")
 
@@ -221,6 +222,10 @@ class Worker:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the item
             message = f"{type(exc).__name__}: {exc}"
+            if is_database_outage(exc):  # not the item's fault: it keeps its attempt
+                self.stats.released += await queue.release(self.engine, [item])
+                log.warning("database unavailable during %s %s: released", item.stage, item.key)
+                return
             status = await queue.fail(
                 self.engine,
                 item,

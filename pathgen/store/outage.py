@@ -92,6 +92,18 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def is_database_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` is a transient error *of the database* (not, say, of an LLM endpoint,
+    whose refused connections are also transient but are the provider's business)."""
+    if not is_transient(exc):
+        return False
+    return any(
+        isinstance(err, sa_exc.SQLAlchemyError | sqlite3.Error)
+        or type(err).__module__.startswith("asyncpg")
+        for err in _chain(exc)
+    )
+
+
 #: When the current outage began (monotonic), shared by every waiting operation so that
 #: an outage is logged once when it starts and once when it ends.
 _outage: dict[str, float] = {}
