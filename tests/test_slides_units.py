@@ -19,12 +19,18 @@ def _reader(**props: str) -> SimpleNamespace:
     return SimpleNamespace(path="s.svs", properties={f"openslide.{k}": v for k, v in props.items()})
 
 
-def test_mpp_resolution_order():
+def test_mpp_resolution_order(caplog):
     both = {"mpp-x": "0.2522", "mpp-y": "0.2528", "objective-power": "20"}
-    mpp, source = resolve_mpp(_reader(**both), manifest_mpp=0.5, assume_mpp=1.0)
+    mpp, source = resolve_mpp(_reader(**both), assume_mpp=1.0)
     assert (mpp, source) == (pytest.approx(0.2525), "openslide")
     assert resolve_mpp(_reader(**{"mpp-y": "0.5"})) == (0.5, "openslide")
-    assert resolve_mpp(_reader(**{"objective-power": "40"}), 0.3) == (0.25, "objective_power")
+    # the operator's manifest value wins over the header, with a warning when they disagree
+    assert resolve_mpp(_reader(**both), manifest_mpp=0.26) == (0.26, "manifest")
+    assert not caplog.records
+    assert resolve_mpp(_reader(**both), manifest_mpp=0.5) == (0.5, "manifest")
+    assert "s.svs: the manifest's mpp 0.5 overrides the 0.2525" in caplog.text
+    assert resolve_mpp(_reader(**{"objective-power": "40"}), 0.3) == (0.3, "manifest")
+    assert resolve_mpp(_reader(**{"objective-power": "40"})) == (0.25, "objective_power")
     assert resolve_mpp(_reader(**{"objective-power": "20"})) == (0.5, "objective_power")
     assert resolve_mpp(_reader(), manifest_mpp=0.3, assume_mpp=1.0) == (0.3, "manifest")
     assert resolve_mpp(_reader(), assume_mpp=1.0) == (1.0, "assumed")

@@ -1,7 +1,9 @@
 """Resolve a slide's resolution in µm per pixel, and say where it came from.
 
-Order: ``openslide.mpp-x``/``mpp-y`` → vendor objective power (10 / power, so
-40x → 0.25 µm/px) → the manifest's mpp → ``assume_mpp``. Values outside
+Order: the manifest's mpp (the operator's word about this very slide, e.g. for a
+converted file whose header went stale; a warning is logged when it disagrees with
+the header) → ``openslide.mpp-x``/``mpp-y`` → vendor objective power (10 / power, so
+40x → 0.25 µm/px) → ``assume_mpp``. Values outside
 :data:`PLAUSIBLE_MPP` are ignored: a generic TIFF written by an image editor
 carries a 72 dpi "resolution" (352.8 µm/px) that is not a microscope scan.
 
@@ -12,10 +14,13 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from pathgen.errors import SlideError
 from pathgen.slides.reader import SlideReader
+
+log = logging.getLogger(__name__)
 
 MppSource = Literal["openslide", "objective_power", "manifest", "assumed"]
 
@@ -47,6 +52,31 @@ def resolve_mpp(
     With different x and y resolutions the mean is used when they differ by less than
     5 %, otherwise the slide is rejected (non-square pixels are not supported).
     """
+    recorded = _recorded_mpp(reader)
+    if manifest_mpp is not None and manifest_mpp > 0:
+        if recorded is not None and abs(recorded[0] - manifest_mpp) > 0.1 * recorded[0]:
+            log.warning(
+                "%s: the manifest's mpp %.4g overrides the %.4g µm/px the slide records (%s)",
+                reader.path,
+                manifest_mpp,
+                recorded[0],
+                recorded[1],
+            )
+        return float(manifest_mpp), "manifest"
+    if recorded is not None:
+        return recorded
+    if assume_mpp is not None and assume_mpp > 0:
+        return float(assume_mpp), "assumed"
+    raise SlideError(
+        reader.path,
+        "no_mpp",
+        "the slide records no µm/px resolution or objective power: "
+        "pass --assume-mpp or add an mpp column to the manifest",
+    )
+
+
+def _recorded_mpp(reader: SlideReader) -> tuple[float, MppSource] | None:
+    """What the slide itself says: its µm/px, else its objective power, else ``None``."""
     props = reader.properties
     mpp_x = _float(props.get("openslide.mpp-x"))
     mpp_y = _float(props.get("openslide.mpp-y"))
@@ -63,13 +93,4 @@ def resolve_mpp(
     power = _float(props.get("openslide.objective-power"))
     if power is not None and _plausible(10.0 / power):
         return 10.0 / power, "objective_power"
-    if manifest_mpp is not None and manifest_mpp > 0:
-        return float(manifest_mpp), "manifest"
-    if assume_mpp is not None and assume_mpp > 0:
-        return float(assume_mpp), "assumed"
-    raise SlideError(
-        reader.path,
-        "no_mpp",
-        "the slide records no µm/px resolution or objective power: "
-        "pass --assume-mpp or add an mpp column to the manifest",
-    )
+    return None

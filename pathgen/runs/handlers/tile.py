@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from pathlib import Path
 
 from sqlalchemy import select
@@ -17,6 +18,13 @@ from pathgen.store.models import RunSlide, Slide, Tile, utcnow
 from pathgen.store.tiles import insert_tiles
 
 log = logging.getLogger("pathgen.tile")
+
+
+def _same_manifest_mpp(slide: Slide, manifest_mpp: float | None) -> bool:
+    """Whether the manifest's mpp (which wins over the header) is what the tiles were cut at."""
+    if manifest_mpp is None:
+        return slide.mpp_source != "manifest"
+    return math.isclose(slide.mpp or 0.0, manifest_mpp, rel_tol=1e-6)
 
 
 async def handle_tile(item: Claimed, res: Resources) -> Completion:
@@ -33,7 +41,11 @@ async def handle_tile(item: Claimed, res: Resources) -> Completion:
         raise SlideError(item.key, "missing", "slide row vanished from the database")
     manifest_mpp = link.manifest_mpp if link else None
 
-    if slide.status == "tiled" and slide.params_hash == params.params_hash():
+    if (
+        slide.status == "tiled"
+        and slide.params_hash == params.params_hash()
+        and _same_manifest_mpp(slide, manifest_mpp)
+    ):
         try:
             same = await asyncio.to_thread(fingerprint_slide, slide.path) == slide.fingerprint
         except Exception:  # noqa: BLE001 - unreadable now: tile again and record why
