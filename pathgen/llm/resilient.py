@@ -108,6 +108,9 @@ class ResilientClient:
             raise ProviderError(
                 f"{self.provider}: no answer within timeout_s={self.timeout_s:g} s"
             ) from None
+        finally:
+            if reservation is not None:
+                reservation.release()  # the request reached the server, if at all, by now
         if reservation is not None:
             reservation.settle(result.input_tokens + result.output_tokens)
         return result
