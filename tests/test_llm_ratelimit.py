@@ -140,24 +140,28 @@ def test_estimate_counts_text_images_and_max_tokens() -> None:
     assert estimate_tokens(request) == 100 + 2 * IMAGE_TOKENS + 100
 
 
-async def test_rpm_limit_holds_at_the_server() -> None:
-    """Real client, real server, a short window: no server-side window exceeds the limit."""
-    window = 0.6
+async def _server_arrivals(client_cls: type[OpenAIClient], rpm: int, n: int, window: float):  # noqa: ANN202
+    """Send ``n`` requests through a ``rpm``-per-``window`` limiter; the server's arrival times."""
     with run_mock_server(latency=0.01) as srv:
-        limiter = RateLimiter(requests_per_minute=4, window_s=window)
+        limiter = RateLimiter(requests_per_minute=rpm, window_s=window)
         client = ResilientClient(
-            OpenAIClient(model="m", base_url=srv.base_url), max_concurrency=32, limiter=limiter
+            client_cls(model="m", base_url=srv.base_url), max_concurrency=32, limiter=limiter
         )
         request = ChatRequest(messages=(Message("user", "hi"),), model="m")
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(14):
+                for _ in range(n):
                     group.create_task(client.complete(request))
         finally:
             await client.aclose()
-        times = [r.t for r in srv.requests(bodies=False)]
+        return [r.t for r in srv.requests(bodies=False)]
+
+
+async def test_rpm_limit_holds_at_the_server() -> None:
+    """Real client, real server, a short window: no server-side window exceeds the limit."""
+    times = await _server_arrivals(OpenAIClient, rpm=4, n=14, window=0.6)
     assert len(times) == 14
-    assert max_in_window(times, window) == 4
+    assert max_in_window(times, 0.6) == 4
 
 
 async def test_tpm_settled_with_reported_usage() -> None:
@@ -189,19 +193,6 @@ class SlowToSend(OpenAIClient):
 async def test_rpm_limit_holds_at_the_server_when_requests_are_slow_to_leave() -> None:
     """Admission time is not arrival time: requests held up to 0.5 s in the client must
     still never put more than the limit into any server-side window."""
-    window = 0.6
-    with run_mock_server(latency=0.01) as srv:
-        limiter = RateLimiter(requests_per_minute=5, window_s=window)
-        client = ResilientClient(
-            SlowToSend(model="m", base_url=srv.base_url), max_concurrency=32, limiter=limiter
-        )
-        request = ChatRequest(messages=(Message("user", "hi"),), model="m")
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(20):
-                    group.create_task(client.complete(request))
-        finally:
-            await client.aclose()
-        times = [r.t for r in srv.requests(bodies=False)]
+    times = await _server_arrivals(SlowToSend, rpm=5, n=20, window=0.6)
     assert len(times) == 20
-    assert max_in_window(times, window) <= 5
+    assert max_in_window(times, 0.6) <= 5
