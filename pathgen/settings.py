@@ -196,9 +196,53 @@ def _describe_validation_error(err: ValidationError, path: str) -> ConfigError:
     return ConfigError(msg, path=path, key=key)
 
 
+#: Settings holding a file or folder path: relative ones in a config file are taken
+#: relative to the file's folder (the working directory does not matter).
+PATH_KEYS = (
+    "run.manifest",
+    "run.data_dir",
+    "tiling.preview_dir",
+    "model.pretrained",
+    "model.config_json",
+    "captioning.few_shot_references",
+)
+#: Endings that make ``model.pretrained`` a file (else it may be an open_clip tag).
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
+_SQLITE_PREFIX = "sqlite+aiosqlite:///"
+
+
+def _is_relative_path(key: str, value: str) -> bool:
+    if key == "model.pretrained" and not (
+        "/" in value or "\\" in value or value.endswith(_CHECKPOINT_SUFFIXES)
+    ):
+        return False  # an open_clip pretrained tag such as "laion2b_s34b_b88k"
+    if ":" in value.split("/", 1)[0]:
+        return False  # "hf-hub:org/model" and other schemes
+    return not Path(value).expanduser().is_absolute()
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make the config file's relative paths relative to ``base`` (its folder), in place."""
+    for dotted in PATH_KEYS:
+        *parents, leaf = dotted.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(leaf) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and _is_relative_path(dotted, value):
+            node[leaf] = str(base / Path(value).expanduser())
+    url = data.get("database", {}).get("url") if isinstance(data.get("database"), dict) else None
+    if isinstance(url, str) and url.startswith(_SQLITE_PREFIX):
+        db_path = url.removeprefix(_SQLITE_PREFIX)
+        if db_path and db_path != ":memory:" and not Path(db_path).is_absolute():
+            data["database"]["url"] = _SQLITE_PREFIX + str(base / db_path)
+
+
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Read ``path`` (or ``./pathgen.toml`` when it exists), apply env overrides, validate.
 
+    Relative paths in the file (:data:`PATH_KEYS`, a SQLite database) are relative to the
+    file's folder; those in environment overrides, to the working directory.
     Raises :class:`ConfigError` naming the file and key on any problem.
     """
     data: dict[str, Any] = {}
@@ -211,6 +255,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", path=shown) from None
+        _resolve_paths(data, file.resolve().parent)
     for env, dotted in ENV_OVERRIDES.items():
         if os.environ.get(env):
             _set_dotted(data, dotted, os.environ[env])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -12,7 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from pathgen.cli.context import run_async, state
-from pathgen.settings import Settings
+
+if TYPE_CHECKING:
+    from pathgen.settings import Settings
 
 captions_app = typer.Typer(help="Search and inspect captions.", no_args_is_help=True)
 console = Console()

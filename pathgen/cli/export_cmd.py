@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from pathgen.cli.context import run_async, state
 from pathgen.errors import ConfigError
-from pathgen.settings import ModelSettings, Settings
+
+if TYPE_CHECKING:
+    from pathgen.settings import ModelSettings, Settings
 
 export_app = typer.Typer(help="Export datasets from a run.", no_args_is_help=True)
 console = Console()
@@ -19,6 +21,8 @@ console = Console()
 
 def run_model_settings(run_config: dict[str, Any], fallback: ModelSettings) -> ModelSettings:
     """The CLIP model a run used: its config snapshot's ``model`` section, else ``fallback``."""
+    from pathgen.settings import ModelSettings
+
     section = run_config.get("model") if isinstance(run_config, dict) else None
     if not section:
         return fallback
