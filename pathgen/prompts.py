@@ -1,4 +1,4 @@
-"""Prompt templates: Jinja2 files in the repository's ``prompts/`` folder, loaded by name.
+"""Prompt templates: Jinja2 files in ``prompts/`` (shipped as package data), loaded by name.
 
 Every rendered prompt comes with its :class:`Template` (name, source and sha256 of the
 source) so each stored output can say exactly which prompt produced it.
@@ -28,16 +28,15 @@ from typing import Any
 
 import jinja2
 
+from pathgen.assets import prompts_dir
 from pathgen.errors import ConfigError
 
 TEMPLATE_SUFFIX = ".jinja2"
 
 
 def default_prompts_dir() -> Path:
-    """The repository's ``prompts/`` folder (next to the ``pathgen`` package)."""
-    import pathgen
-
-    return Path(pathgen.__file__).resolve().parents[1] / "prompts"
+    """The prompt files shipped with pathgen (the repository's ``prompts/`` folder)."""
+    return prompts_dir()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Each command module adds its commands with ``register(app)``. Importing this module
 (what ``pathgen --help`` does) imports no database, model or web code: command modules
-import those inside their functions (tests/test_cli_imports.py checks it).
+import those inside their functions (tests/test_layers.py checks it).
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
-from pathgen import __version__
 from pathgen.cli import (  # one command module per line
     captions_cmd,
     check_cmd,
@@ -45,7 +44,7 @@ class PathgenGroup(TyperGroup):
     """Turns pathgen's user errors into one line on stderr (no traceback) and an exit code:
     2 for a configuration that cannot start, 1 for other pathgen errors."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
@@ -54,8 +53,8 @@ class PathgenGroup(TyperGroup):
             _error(str(exc))
             code = ExitCode.CANNOT_START if isinstance(exc, ConfigError) else ExitCode.ERROR
             ctx.exit(int(code))
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # --help, usage errors, typer.Exit(code): typer reports them
         except Exception as exc:
             from pathgen.store.outage import connection_problem
 
@@ -106,6 +105,8 @@ def _root(
 @app.command()
 def version() -> None:
     """Print the pathgen version."""
+    from pathgen import __version__
+
     typer.echo(__version__)
 
 

@@ -6,7 +6,6 @@ imports every command module, so they import what they need inside their functio
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,8 @@ def state(ctx: typer.Context) -> CliState:
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     """Run one coroutine for a command (the only ``asyncio.run`` in the CLI)."""
+    import asyncio
+
     return asyncio.run(fn())  # type: ignore[arg-type]
 
 

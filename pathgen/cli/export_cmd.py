@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,8 @@ def run_model_settings(run_config: dict[str, Any], fallback: ModelSettings) -> M
 
 
 async def _webdataset(settings: Settings, run_id: str, out: Path, options: Any, reviewed: bool):
+    import asyncio
+
     from pathgen.export import load_samples, write_webdataset
     from pathgen.export.samples import get_run
     from pathgen.store.engine import make_engine, read_scope
@@ -93,6 +94,8 @@ def webdataset(
 
 
 async def _pairs(settings: Settings, run_id: str, out: Path, fmt: str, images: bool, tpl: str):
+    import asyncio
+
     from pathgen.export import load_pairs, write_pairs
     from pathgen.store.engine import make_engine, read_scope
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 from pathlib import Path
@@ -33,6 +32,8 @@ async def _tile_rows(engine: Any, tile_ids: list[int]) -> dict[int, tuple[str, i
 
 
 async def _clip_for_run(engine: Any, run_id: str) -> Any:
+    import asyncio
+
     from pathgen.embed import load_clip
     from pathgen.runs.registry import run_settings
 
@@ -97,6 +98,8 @@ def search_tiles(
 
 
 async def _zeroshot(url: str, run_id: str, names: list[str], templates: list[str]) -> Any:
+    import asyncio
+
     from pathgen.curation.dense import zeroshot_run
     from pathgen.embed import zeroshot_classifier
     from pathgen.store.engine import make_engine
