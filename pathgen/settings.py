@@ -154,6 +154,15 @@ class CaptionSettings(_Section):
     #: CSV with ``image`` (path) and ``text`` columns: reference captions for few-shot.
     few_shot_references: str | None = None
 
+    @field_validator("summarize", mode="before")
+    @classmethod
+    def _short_summaries(cls, value: Any) -> Any:
+        """A summary is one CLIP caption: max_tokens defaults to 128 in this stage also
+        when its section is given without it."""
+        if isinstance(value, dict) and "max_tokens" not in value:
+            return {**value, "max_tokens": 128}
+        return value
+
 
 class WorkerSettings(_Section):
     concurrency: int = Field(8, ge=1)
@@ -206,19 +215,36 @@ PATH_KEYS = (
     "model.config_json",
     "captioning.few_shot_references",
 )
-#: Endings that make ``model.pretrained`` a file (else it may be an open_clip tag).
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
+#: Settings that are a path only when they look like one (else a name: an open_clip
+#: pretrained tag, a shipped prompt template); ``*`` stands for each LLM stage section.
+MAYBE_PATH_KEYS = ("model.pretrained", "*.template")
+_PATH_ENDINGS = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz", ".jinja2")
 _SQLITE_PREFIX = "sqlite+aiosqlite:///"
 
 
-def _is_relative_path(key: str, value: str) -> bool:
-    if key == "model.pretrained" and not (
-        "/" in value or "\\" in value or value.endswith(_CHECKPOINT_SUFFIXES)
-    ):
-        return False  # an open_clip pretrained tag such as "laion2b_s34b_b88k"
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or "\\" in value or value.endswith(_PATH_ENDINGS)
+
+
+def _relative(value: Any, *, maybe: bool) -> bool:
+    if not isinstance(value, str) or not value or (maybe and not _looks_like_path(value)):
+        return False
     if ":" in value.split("/", 1)[0]:
         return False  # "hf-hub:org/model" and other schemes
     return not Path(value).expanduser().is_absolute()
+
+
+def _stage_sections(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every LLM stage section of a raw config: captioning.<stage>, describers, selection.llm."""
+    out: list[dict[str, Any]] = []
+    cap = data.get("captioning")
+    if isinstance(cap, dict):
+        out += [v for k, v in cap.items() if isinstance(v, dict)]
+        out += [v for v in cap.get("describers") or [] if isinstance(v, dict)]
+    sel = data.get("selection")
+    if isinstance(sel, dict) and isinstance(sel.get("llm"), dict):
+        out.append(sel["llm"])
+    return out
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
@@ -228,21 +254,25 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         node: Any = data
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
-        value = node.get(leaf) if isinstance(node, dict) else None
-        if isinstance(value, str) and value and _is_relative_path(dotted, value):
-            node[leaf] = str(base / Path(value).expanduser())
-    url = data.get("database", {}).get("url") if isinstance(data.get("database"), dict) else None
+        if isinstance(node, dict) and _relative(node.get(leaf), maybe=dotted in MAYBE_PATH_KEYS):
+            node[leaf] = str(base / Path(node[leaf]).expanduser())
+    for section in _stage_sections(data):
+        if _relative(section.get("template"), maybe=True):
+            section["template"] = str(base / section["template"])
+    db = data.get("database")
+    url = db.get("url") if isinstance(db, dict) else None
     if isinstance(url, str) and url.startswith(_SQLITE_PREFIX):
         db_path = url.removeprefix(_SQLITE_PREFIX)
         if db_path and db_path != ":memory:" and not Path(db_path).is_absolute():
-            data["database"]["url"] = _SQLITE_PREFIX + str(base / db_path)
+            db["url"] = _SQLITE_PREFIX + str(base / db_path)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Read ``path`` (or ``./pathgen.toml`` when it exists), apply env overrides, validate.
 
-    Relative paths in the file (:data:`PATH_KEYS`, a SQLite database) are relative to the
-    file's folder; those in environment overrides, to the working directory.
+    Relative paths in the file (:data:`PATH_KEYS`, templates given as paths, a SQLite
+    database) are relative to the file's folder; in environment overrides, to the working
+    directory.
     Raises :class:`ConfigError` naming the file and key on any problem.
     """
     data: dict[str, Any] = {}

@@ -80,6 +80,12 @@ class Outcome:
         """One line a log reader can act on."""
         parked = sum(s.parked for s in self.stages)
         left = sum(s.unfinished for s in self.stages)
+        if self.code == ExitCode.OK and self.status == "paused":
+            ran = ", ".join(s.stage for s in self.stages)
+            return (
+                f"run {self.run_id}: every item of {ran} done; other stages have work left "
+                "(run them, or start workers)"
+            )
         if self.code == ExitCode.OK:
             return f"run {self.run_id} {self.status}: every item done"
         if self.code == ExitCode.PARKED:

@@ -135,10 +135,14 @@ def _absolute_paths(settings: Settings) -> Settings:
     return settings.model_copy(update=update)
 
 
-def _log_changes(run_id: str, changes: Sequence[Change]) -> None:
+def _taken(run_id: str, changes: Sequence[Change]) -> list[str]:
+    """Say (in the log now, in the summary later) which changed settings the run took."""
+    notes = []
     for c in changes:
         why = "operational" if c.operational else f"--redo {c.stage}"
-        log.warning("run %s: %s %r -> %r (%s)", run_id, c.key, c.old, c.new, why)
+        notes.append(f"setting taken: {c.key} {c.old!r} -> {c.new!r} ({why})")
+        log.warning("run %s: %s", run_id, notes[-1])
+    return notes
 
 
 async def run_pipeline(
@@ -177,7 +181,7 @@ async def run_pipeline(
         start = await registry.ensure_run(
             engine, run_id, settings, redo=redo, force=force, owner=new_owner()
         )
-        _log_changes(run_id, start.changes)
+        notes = [*_taken(run_id, start.changes), *checked.notes]
         await registry.add_slides(
             engine, run_id, entries, max_attempts=settings.workers.max_attempts
         )
@@ -210,7 +214,7 @@ async def run_pipeline(
                 await reporter
         outcome = await run_outcome(engine, run_id, stages, interrupted=stop.is_set())
         await registry.finish_run(engine, run_id, outcome.status)
-        return RunSummary(run_id, start.created, stats, outcome, checked.notes)
+        return RunSummary(run_id, start.created, stats, outcome, notes)
     finally:
         await res.aclose()
         await engine.dispose()
