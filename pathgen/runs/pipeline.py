@@ -253,6 +253,9 @@ async def run_worker(
     res = RunResources(settings, engine)
     try:
         await _check_pending(res, stages, run_id, probe)
+        reclaimed = await reclaim_dead_local_leases(engine, run_id)
+        if reclaimed:
+            log.warning("reclaimed %d item(s) leased by a worker that died", reclaimed)
         worker = Worker(
             engine,
             build_handlers(res, stages, concurrency),
