@@ -226,12 +226,15 @@ def _looks_like_path(value: str) -> bool:
     return "/" in value or "\\" in value or value.endswith(_PATH_ENDINGS)
 
 
-def _relative(value: Any, *, maybe: bool) -> bool:
+def _as_path(value: Any, base: Path, *, maybe: bool) -> Any:
+    """``value`` with ``~`` expanded and, when relative, taken from ``base``; names (and
+    schemes like ``hf-hub:``) unchanged."""
     if not isinstance(value, str) or not value or (maybe and not _looks_like_path(value)):
-        return False
+        return value
     if ":" in value.split("/", 1)[0]:
-        return False  # "hf-hub:org/model" and other schemes
-    return not Path(value).expanduser().is_absolute()
+        return value  # "hf-hub:org/model" and other schemes
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
 
 
 def _stage_sections(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -254,11 +257,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         node: Any = data
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and _relative(node.get(leaf), maybe=dotted in MAYBE_PATH_KEYS):
-            node[leaf] = str(base / Path(node[leaf]).expanduser())
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = _as_path(node[leaf], base, maybe=dotted in MAYBE_PATH_KEYS)
     for section in _stage_sections(data):
-        if _relative(section.get("template"), maybe=True):
-            section["template"] = str(base / section["template"])
+        if "template" in section:
+            section["template"] = _as_path(section["template"], base, maybe=True)
     db = data.get("database")
     url = db.get("url") if isinstance(db, dict) else None
     if isinstance(url, str) and url.startswith(_SQLITE_PREFIX):
