@@ -133,10 +133,16 @@ def changes(stored: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     return out
 
 
-def output_digest_source(snapshot: dict[str, Any]) -> str:
-    """The settings that shape outputs, as canonical JSON (for a run id derived from them)."""
-    flat = flatten(snapshot)
-    kept = {k: v for k, v in flat.items() if not is_operational(k)}
+def output_digest_source(snapshot: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """The settings that shape outputs and differ from ``defaults``, as canonical JSON
+    (for a run id derived from them: a setting added to pathgen later, with its default,
+    leaves the id as it was)."""
+    base = flatten(defaults)
+    kept = {
+        k: v
+        for k, v in flatten(snapshot).items()
+        if not is_operational(k) and (k not in base or base[k] != v)
+    }
     return json.dumps(kept, sort_keys=True)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pathgen.errors import ConfigError
+from pathgen.errors import CannotStart, ConfigError
 from pathgen.runs import queue, registry
 from pathgen.runs.drift import Change
 from pathgen.runs.graph import downstream
@@ -225,10 +225,19 @@ async def _check_pending(
 ) -> None:
     """Preflight every run this worker may take work from, with that run's own settings."""
     run_ids = [run_id] if run_id else await pending_runs(res.engine, stages)
+    problems: list[tuple[str, str, str]] = []
     for rid in run_ids:
         settings = await res.run_settings(rid)
-        checked = await preflight(settings, stages, probe_providers=probe)
+        try:
+            checked = await preflight(settings, stages, probe_providers=probe)
+        except CannotStart as exc:
+            problems += [
+                (f"run {rid}, {stage or 'run'}", key, msg) for stage, key, msg in exc.problems
+            ]
+            continue
         res.preload(settings.model, checked.clip)
+    if problems:
+        raise CannotStart(problems)
 
 
 async def run_worker(

@@ -29,7 +29,7 @@ def default_run_id(settings: Settings) -> str:
     a change of concurrency, rate limits, prices and other operational settings)."""
     if settings.run.name:
         return settings.run.name
-    source = output_digest_source(settings.snapshot())
+    source = output_digest_source(settings.snapshot(), Settings().snapshot())
     digest = hashlib.sha256(source.encode()).hexdigest()[:10]
     stem = (settings.run.manifest or "run").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     return f"{stem}-{digest}"
