@@ -152,3 +152,22 @@ def test_closed_stdout_is_not_a_database_problem(tmp_path: Path) -> None:
         os.close(write)
     assert "database" not in proc.stderr and "Traceback" not in proc.stderr
     assert proc.returncode == 1
+
+
+async def test_worker_checks_the_runs_it_serves_before_claiming(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+    with run_mock_server(latency=0.01) as srv:
+        extra = _describe_at(srv.base_url, 'api_key_env = "PATHGEN_TEST_WORKER_KEY"')
+        config = pipeline_config(template, tmp_path / "w", db, extra)
+        monkeypatch.setenv("PATHGEN_TEST_WORKER_KEY", "sk-test")
+        made = await _invoke(["run", str(config), "--stages", "tile"])
+        assert made.exit_code == 0, made.output
+        monkeypatch.delenv("PATHGEN_TEST_WORKER_KEY")  # this machine lacks the key
+        args = ["-c", str(config), "worker", "--run", "demo", "--stages", "describe"]
+        res = await _invoke([*args, "--exit-when-idle"])
+        assert srv.count() == 0
+    assert res.exit_code == 2, res.output
+    assert "run demo, describe: captioning.describe.api_key_env" in res.output
+    assert "PATHGEN_TEST_WORKER_KEY is not set" in res.output
