@@ -84,6 +84,7 @@ def test_wheel_holds_templates_and_migrations_and_no_top_level_workers(wheel: Pa
         "pathgen/assets/db/env.py",
         "pathgen/assets/db/script.py.mako",
         "pathgen/assets/db/versions/0001_initial.py",
+        "pathgen/assets/alembic.ini",
         "pathgen/workers/worker.py",
         "pathgen/web/templates/base.html",
     ):

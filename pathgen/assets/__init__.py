@@ -5,7 +5,8 @@ maps them into this package (``[tool.setuptools] package-dir`` in ``pyproject.to
 
 * ``prompts/`` → ``pathgen.assets.prompts``: Jinja2 prompt templates, ``retrieval/*.yaml``
   (the organ prompt library) and ``vocabulary/*.yaml``;
-* ``db/`` → ``pathgen.assets.db``: the Alembic environment and ``versions/``.
+* ``db/`` → ``pathgen.assets.db``: the Alembic environment and ``versions/``;
+* ``alembic.ini`` → ``pathgen/assets/alembic.ini``: beside ``db/`` in both layouts.
 
 Example::
 
@@ -31,3 +32,10 @@ def prompts_dir() -> Path:
 def migrations_dir() -> Path:
     """The shipped Alembic script directory (``env.py`` and ``versions/``)."""
     return _folder("pathgen.assets.db")
+
+
+def alembic_ini() -> Path:
+    """The Alembic configuration file: the folder above the migrations holds it, in the
+    repository (``alembic.ini`` beside ``db/``) as in the wheel (package data of
+    ``pathgen.assets.db``, declared as ``../alembic.ini``)."""
+    return migrations_dir().parent / "alembic.ini"

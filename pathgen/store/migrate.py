@@ -1,9 +1,9 @@
 """Schema migrations (Alembic) driven from pathgen: the only way a schema is made.
 
-The migration scripts ship inside the package (``pathgen.assets.db``, the repository's
-``db/`` folder); the Alembic configuration is built here, so nothing depends on the
-current directory. The repository's ``alembic.ini`` serves the ``alembic`` command in a
-checkout (e.g. ``alembic revision``) and points at the same ``db/`` folder.
+The migration scripts and ``alembic.ini`` ship inside the package (``pathgen.assets``:
+the repository's ``db/`` folder and ``alembic.ini``), found with importlib.resources, so
+nothing depends on the current directory; the same ``alembic.ini`` serves the ``alembic``
+command in a checkout (e.g. ``alembic revision``).
 
 :func:`ensure_head` is what ``pathgen run`` and ``pathgen worker`` call at start: on
 Postgres it takes an advisory lock first, so when many workers start together on an
@@ -31,7 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pathgen.assets import migrations_dir
+from pathgen.assets import alembic_ini, migrations_dir
 from pathgen.store.engine import read_only
 from pathgen.store.models import Base
 from pathgen.store.schema_filter import include_name, include_object
@@ -44,7 +44,7 @@ MIGRATION_LOCK = 0x70617468676E
 
 def alembic_config() -> Config:
     """Alembic's configuration for the migrations shipped with pathgen."""
-    cfg = Config()
+    cfg = Config(str(alembic_ini()))
     cfg.set_main_option("script_location", str(migrations_dir()))
     return cfg
 
