@@ -21,8 +21,11 @@ def check(
         False, "--probe", help="Also send one tiny request to each distinct provider."
     ),
 ) -> None:
-    """Check a config without running: settings, manifest, API key variables, templates,
-    the model (loaded), and with --probe each provider. Exit 0 when all pass, 2 if not."""
+    """Check a config without running it (exit 0 when every check passes, 2 if not).
+
+    The checks `pathgen run` makes before it starts: settings, manifest, API key
+    variables, templates, the model (loaded); with --probe, one token per provider.
+    """
     from pathgen.runs.graph import parse_stages
     from pathgen.runs.preflight import llm_stages, preflight
     from pathgen.settings import load_settings
