@@ -5,6 +5,8 @@ carries the data needed to say what went wrong and what to do about it::
 
     PathgenError
     ├── ConfigError           invalid pathgen.toml or environment override
+    │   ├── CannotStart       a preflight check failed (key, model, template, manifest, probe)
+    │   └── ConfigDrift       a run's settings changed in a way that alters its outputs
     ├── SlideError            a slide cannot be opened, has no µm/px, no tissue, ...
     ├── ModelLoadError        a CLIP checkpoint or config cannot be loaded
     ├── LLMError              a provider call failed
@@ -35,6 +37,38 @@ class ConfigError(PathgenError):
         if key:
             where += f"{key}: "
         super().__init__(f"{where}{message}")
+
+
+class CannotStart(ConfigError):
+    """``pathgen run``/``worker``/``check`` found problems before claiming any work.
+
+    ``problems`` are ``(stage, setting, message)``; ``stage`` is ``""`` for run-wide ones.
+    """
+
+    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
+        self.problems = problems
+        lines = [
+            f"  {stage + ': ' if stage else ''}{setting}: {message}"
+            for stage, setting, message in problems
+        ]
+        super().__init__(f"cannot start ({len(problems)} problem(s)):\n" + "\n".join(lines))
+
+
+class ConfigDrift(ConfigError):
+    """An existing run was started with settings that would change what its stages make.
+
+    ``changes`` are ``(key, stored value, new value)``; ``advice`` says what to do.
+    """
+
+    def __init__(self, run_id: str, changes: list[tuple[str, object, object]], advice: str):
+        self.run_id = run_id
+        self.changes = changes
+        lines = [f"  {key}: {old!r} -> {new!r}" for key, old, new in changes]
+        super().__init__(
+            f"run {run_id!r} was made with other settings; changed:\n"
+            + "\n".join(lines)
+            + f"\n{advice}"
+        )
 
 
 class SlideError(PathgenError):

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
+from pathgen.assets import prompts_dir
 from pathgen.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,8 @@ def prompt_text(feature: str, definition: str) -> str:
 
 
 def default_library_dir() -> Path:
-    """``prompts/retrieval`` of the source tree that holds the ``pathgen`` package."""
-    import pathgen
-
-    return Path(pathgen.__file__).resolve().parents[1] / "prompts" / "retrieval"
+    """The retrieval prompt library shipped with pathgen (``prompts/retrieval``)."""
+    return prompts_dir() / "retrieval"
 
 
 def _text_field(entry: dict[str, Any], key: str, where: str, path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Prompt templates: Jinja2 files in the repository's ``prompts/`` folder, loaded by name.
+"""Prompt templates: Jinja2 files in ``prompts/`` (shipped as package data), loaded by name.
 
 Every rendered prompt comes with its :class:`Template` (name, source and sha256 of the
 source) so each stored output can say exactly which prompt produced it.
@@ -28,16 +28,15 @@ from typing import Any
 
 import jinja2
 
+from pathgen.assets import prompts_dir
 from pathgen.errors import ConfigError
 
 TEMPLATE_SUFFIX = ".jinja2"
 
 
 def default_prompts_dir() -> Path:
-    """The repository's ``prompts/`` folder (next to the ``pathgen`` package)."""
-    import pathgen
-
-    return Path(pathgen.__file__).resolve().parents[1] / "prompts"
+    """The prompt files shipped with pathgen (the repository's ``prompts/`` folder)."""
+    return prompts_dir()
 
 
 @dataclass(frozen=True)
@@ -75,17 +74,22 @@ def _environment(root: Path) -> jinja2.Environment:
 
 
 def load_template(name: str, prompts_dir: Path | str | None = None) -> Template:
-    """Read the template ``name`` (e.g. ``"describe_v1"``) from ``prompts_dir``.
+    """Read the template ``name``: a shipped one (e.g. ``"describe_v1"``, from
+    ``prompts_dir``) or, when ``name`` is a path (``my/describe_v2.jinja2``), that file.
 
     Raises :class:`ConfigError` naming the missing file.
     """
-    root = Path(prompts_dir) if prompts_dir is not None else default_prompts_dir()
-    short = _normalise_name(name)
-    path = root / f"{short}{TEMPLATE_SUFFIX}"
+    if "/" in name or "\\" in name:
+        path = Path(name).expanduser()
+        short = _normalise_name(path.name)
+    else:
+        root = Path(prompts_dir) if prompts_dir is not None else default_prompts_dir()
+        short = _normalise_name(name)
+        path = root / f"{short}{TEMPLATE_SUFFIX}"
     if not path.is_file():
         raise ConfigError(
-            f"prompt template {short!r} not found: create {path} or fix the stage's "
-            "'template' setting",
+            f"prompt template {short!r} not found at {path}: fix the stage's 'template' "
+            "setting (a shipped template's name, or the path of your own .jinja2 file)",
             path=str(path),
         )
     source = path.read_text(encoding="utf-8")

@@ -154,6 +154,15 @@ class CaptionSettings(_Section):
     #: CSV with ``image`` (path) and ``text`` columns: reference captions for few-shot.
     few_shot_references: str | None = None
 
+    @field_validator("summarize", mode="before")
+    @classmethod
+    def _short_summaries(cls, value: Any) -> Any:
+        """A summary is one CLIP caption: max_tokens defaults to 128 in this stage also
+        when its section is given without it."""
+        if isinstance(value, dict) and "max_tokens" not in value:
+            return {**value, "max_tokens": 128}
+        return value
+
 
 class WorkerSettings(_Section):
     concurrency: int = Field(8, ge=1)
@@ -196,9 +205,77 @@ def _describe_validation_error(err: ValidationError, path: str) -> ConfigError:
     return ConfigError(msg, path=path, key=key)
 
 
+#: Settings holding a file or folder path: relative ones in a config file are taken
+#: relative to the file's folder (the working directory does not matter).
+PATH_KEYS = (
+    "run.manifest",
+    "run.data_dir",
+    "tiling.preview_dir",
+    "model.pretrained",
+    "model.config_json",
+    "captioning.few_shot_references",
+)
+#: Settings that are a path only when they look like one (else a name: an open_clip
+#: pretrained tag, a shipped prompt template); ``*`` stands for each LLM stage section.
+MAYBE_PATH_KEYS = ("model.pretrained", "*.template")
+_PATH_ENDINGS = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz", ".jinja2")
+_SQLITE_PREFIX = "sqlite+aiosqlite:///"
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or "\\" in value or value.endswith(_PATH_ENDINGS)
+
+
+def _as_path(value: Any, base: Path, *, maybe: bool) -> Any:
+    """``value`` with ``~`` expanded and, when relative, taken from ``base``; names (and
+    schemes like ``hf-hub:``) unchanged."""
+    if not isinstance(value, str) or not value or (maybe and not _looks_like_path(value)):
+        return value
+    if ":" in value.split("/", 1)[0]:
+        return value  # "hf-hub:org/model" and other schemes
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def _stage_sections(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every LLM stage section of a raw config: captioning.<stage>, describers, selection.llm."""
+    out: list[dict[str, Any]] = []
+    cap = data.get("captioning")
+    if isinstance(cap, dict):
+        out += [v for k, v in cap.items() if isinstance(v, dict)]
+        out += [v for v in cap.get("describers") or [] if isinstance(v, dict)]
+    sel = data.get("selection")
+    if isinstance(sel, dict) and isinstance(sel.get("llm"), dict):
+        out.append(sel["llm"])
+    return out
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make the config file's relative paths relative to ``base`` (its folder), in place."""
+    for dotted in PATH_KEYS:
+        *parents, leaf = dotted.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = _as_path(node[leaf], base, maybe=dotted in MAYBE_PATH_KEYS)
+    for section in _stage_sections(data):
+        if "template" in section:
+            section["template"] = _as_path(section["template"], base, maybe=True)
+    db = data.get("database")
+    url = db.get("url") if isinstance(db, dict) else None
+    if isinstance(url, str) and url.startswith(_SQLITE_PREFIX):
+        db_path = url.removeprefix(_SQLITE_PREFIX)
+        if db_path and db_path != ":memory:" and not Path(db_path).is_absolute():
+            db["url"] = _SQLITE_PREFIX + str(base / db_path)
+
+
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Read ``path`` (or ``./pathgen.toml`` when it exists), apply env overrides, validate.
 
+    Relative paths in the file (:data:`PATH_KEYS`, templates given as paths, a SQLite
+    database) are relative to the file's folder; in environment overrides, to the working
+    directory.
     Raises :class:`ConfigError` naming the file and key on any problem.
     """
     data: dict[str, Any] = {}
@@ -211,6 +288,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", path=shown) from None
+        _resolve_paths(data, file.resolve().parent)
     for env, dotted in ENV_OVERRIDES.items():
         if os.environ.get(env):
             _set_dotted(data, dotted, os.environ[env])

@@ -13,7 +13,7 @@ from PIL import Image
 from pathgen.errors import BadOutput, ConfigError, LLMError, ProviderError
 from pathgen.llm.base import ChatRequest, LLMClient, Message
 from pathgen.llm.completions import Refused, parse_retry_after
-from pathgen.llm.factory import ClientPool, make_client
+from pathgen.llm.factory import make_client
 from pathgen.llm.images import encode_image
 from pathgen.llm.mistral_client import MistralClient
 from pathgen.llm.openai_client import OpenAIClient
@@ -34,6 +34,7 @@ def _client(
     provider: str, srv: MockServer, *, timeout_s: float = 5.0, attempts: int = 3, **kw
 ) -> ResilientClient:
     cls = OpenAIClient if provider == "openai" else MistralClient
+    kw.setdefault("api_key_env", "")  # the mock server needs no key
     inner = cls(model="mock-vlm", base_url=srv.base_url, timeout_s=timeout_s, **kw)
     return ResilientClient(
         inner,
@@ -173,7 +174,7 @@ async def test_server_down_is_a_retried_connection_error(provider: str) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cls = OpenAIClient if provider == "openai" else MistralClient
-    inner = cls(model="m", base_url=f"http://127.0.0.1:{port}/v1", timeout_s=2.0)
+    inner = cls(model="m", base_url=f"http://127.0.0.1:{port}/v1", timeout_s=2.0, api_key_env="")
     client = ResilientClient(inner, max_attempts=2, timeout_s=2.0, backoff=BackoffWait(0.01, 0.02))
     try:
         with pytest.raises(ProviderError, match="connection refused") as info:
@@ -258,21 +259,19 @@ def test_retry_after_seconds_and_http_date() -> None:
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-async def test_factory_builds_a_shared_resilient_client(provider: str, server: MockServer) -> None:
+async def test_factory_builds_a_resilient_client(provider: str, server: MockServer) -> None:
     stage = StageSettings(
         provider=provider,
         model="mock-vlm",
         base_url=server.base_url,
+        api_key_env="",
         max_attempts=2,
         timeout_s=5,
     )
-    pool = ClientPool()
-    client = pool.get(stage)
+    client = make_client(stage)
     try:
-        assert isinstance(client, LLMClient)
-        assert pool.get(stage.model_copy(update={"temperature": 0.9})) is client
-        assert pool.get(stage.model_copy(update={"model": "other"})) is not client
+        assert isinstance(client, ResilientClient) and isinstance(client, LLMClient)
         result = await client.complete(_request("via factory"))
         assert result.text == expected_content("via factory")
     finally:
-        await pool.aclose()
+        await client.aclose()

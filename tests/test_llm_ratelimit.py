@@ -145,7 +145,9 @@ async def _server_arrivals(client_cls: type[OpenAIClient], rpm: int, n: int, win
     with run_mock_server(latency=0.01) as srv:
         limiter = RateLimiter(requests_per_minute=rpm, window_s=window)
         client = ResilientClient(
-            client_cls(model="m", base_url=srv.base_url), max_concurrency=32, limiter=limiter
+            client_cls(model="m", base_url=srv.base_url, api_key_env=""),
+            max_concurrency=32,
+            limiter=limiter,
         )
         request = ChatRequest(messages=(Message("user", "hi"),), model="m")
         try:
@@ -167,7 +169,9 @@ async def test_rpm_limit_holds_at_the_server() -> None:
 async def test_tpm_settled_with_reported_usage() -> None:
     with run_mock_server() as srv:
         limiter = RateLimiter(tokens_per_minute=100_000)
-        client = ResilientClient(OpenAIClient(model="m", base_url=srv.base_url), limiter=limiter)
+        client = ResilientClient(
+            OpenAIClient(model="m", base_url=srv.base_url, api_key_env=""), limiter=limiter
+        )
         request = ChatRequest(messages=(Message("user", "hello there"),), model="m")
         try:
             result = await client.complete(request)

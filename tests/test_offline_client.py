@@ -15,7 +15,6 @@ import pytest
 
 from pathgen.errors import ProviderError
 from pathgen.llm.base import ChatRequest, LLMClient, Message
-from pathgen.llm.offline import OfflineClient, make_offline_client
 from pathgen.settings import StageSettings
 from pathgen.stages import (
     ClipScorer,
@@ -32,6 +31,7 @@ from pathgen.stages.clip_baseline import (
     revise_with_clip,
     summarize_extractive,
 )
+from pathgen.stages.offline import OfflineClient, make_offline_client
 from pathgen.stages.text import split_sentences
 from pathgen.stages.vocabulary import load_contrast_vocabulary, load_morphology_vocabulary
 

@@ -57,12 +57,13 @@ async def test_fusion_merges_several_describers(template: Path, tmp_path: Path) 
         extra = (
             "[[captioning.describers]]\n"
             f'provider = "openai"\nmodel = "second-vlm"\nbase_url = "{srv.base_url}"\n'
+            'api_key_env = ""\n'
         )
         settings = settings_for(pipeline_config(template, tmp_path, db_url, extra))
         summary = await run_pipeline(
             settings, read_manifest(settings.run.manifest), show_progress=False
         )
-    assert summary.progress.finished
+    assert summary.outcome.finished
     revs = await _revisions(db_url, summary.run_id)
     by_id = {r.id: r for r in revs}
     fused = [r for r in revs if r.stage == "fuse"]
@@ -104,6 +105,7 @@ async def test_few_shot_examples_come_from_reviewed_tiles(template: Path, tmp_pa
         extra = (
             "[captioning.describe]\n"
             f'provider = "openai"\nmodel = "vlm"\nbase_url = "{srv.base_url}"\n'
+            'api_key_env = ""\n'
         )
         cfg = pipeline_config(template, tmp_path / "b", db_url, extra)
         cfg.write_text(
@@ -114,7 +116,7 @@ async def test_few_shot_examples_come_from_reviewed_tiles(template: Path, tmp_pa
         second = settings_for(cfg)
         s2 = await run_pipeline(second, entries, show_progress=False)
         prompts = [json.dumps(r.body) for r in srv.requests()]
-    assert s2.run_id == "demo-fewshot" and s2.progress.finished
+    assert s2.run_id == "demo-fewshot" and s2.outcome.finished
     described = [r for r in await _revisions(db_url, s2.run_id) if r.stage == "describe"]
     accepted_tiles = {r.tile_id for r in accepted}
     accepted_texts = {r.text for r in accepted}

@@ -34,6 +34,7 @@ async def test_llm_prompts_are_written_once_and_used(tmp_path: Path) -> None:
     with run_mock_server(latency=0.01, replies=[("retrieval prompts", ANSWER)]) as srv:
         extra = (
             f'[selection.llm]\nprovider = "openai"\nmodel = "writer"\nbase_url = "{srv.base_url}"\n'
+            'api_key_env = ""\n'
         )
         config = pipeline_config(template, tmp_path / "w", db_url, extra)
         config.write_text(
@@ -44,7 +45,7 @@ async def test_llm_prompts_are_written_once_and_used(tmp_path: Path) -> None:
             settings, read_manifest(settings.run.manifest), show_progress=False
         )
         asked = [r for r in srv.requests() if "retrieval prompts" in str(r.body)]
-    assert summary.progress.finished
+    assert summary.outcome.finished
     assert len(asked) == 1, "both demo slides are breast: one call, then the cache"
     engine = make_engine(db_url)
     try:

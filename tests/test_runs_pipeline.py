@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pathgen.exitcodes import ExitCode
 from pathgen.runs.manifest import read_manifest
 from pathgen.runs.pipeline import run_pipeline
 from pathgen.store.engine import make_engine
@@ -43,7 +44,7 @@ def reference_counts(template: Path, tmp_path_factory: pytest.TempPathFactory) -
         summary = await run_pipeline(
             settings, read_manifest(settings.run.manifest), show_progress=False
         )
-        assert summary.progress.finished and not summary.interrupted
+        assert summary.outcome.code == ExitCode.OK
         return await result_counts(settings.database.url, summary.run_id)
 
     return asyncio.run(go())
@@ -136,6 +137,7 @@ async def test_twenty_percent_llm_faults_end_done_or_parked(
     with run_mock_server(latency=0.01, retry_after=0.05, fault_plan=plan) as srv:
         stage_cfg = (
             f'provider = "openai"\nmodel = "mock-vlm"\nbase_url = "{srv.base_url}"\n'
+            'api_key_env = ""\n'
             "max_attempts = 2\ntimeout_s = 5\nmax_concurrency = 8\n"
         )
         extra = (
@@ -151,11 +153,12 @@ async def test_twenty_percent_llm_faults_end_done_or_parked(
             settings, read_manifest(settings.run.manifest), show_progress=False
         )
         assert srv.count() > 0
-    assert summary.progress.finished
-    prog = {s.stage: s for s in summary.progress.stages}
+    assert summary.outcome.finished
+    assert summary.outcome.code == ExitCode.PARKED
+    prog = {s.stage: s for s in summary.outcome.stages}
     llm = [prog[s] for s in ("describe", "revise", "summarize")]
-    assert all(s.queued == 0 and s.in_flight == 0 for s in llm)
-    assert sum(s.failed for s in llm) > 0, "faults should park some items"
+    assert all(s.unfinished == 0 for s in llm)
+    assert sum(s.parked for s in llm) > 0, "faults should park some items"
     assert sum(s.done for s in llm) > 0
 
     from pathgen.runs.report import parked_items
@@ -171,6 +174,6 @@ async def test_twenty_percent_llm_faults_end_done_or_parked(
     proc = start_pathgen(["-c", str(config), "status", summary.run_id, "--json"], log)
     assert await asyncio.to_thread(proc.wait, 120) == 0
     data = json.loads(log.read_text().strip().splitlines()[-1])
-    assert data["totals"]["failed"] == sum(s.failed for s in summary.progress.stages)
+    assert data["totals"]["failed"] == sum(s.parked for s in summary.outcome.stages)
     assert len(data["parked"]) > 0
     shutil.rmtree(tmp_path / "data", ignore_errors=True)

@@ -53,6 +53,7 @@ async def test_four_workers_disjoint_and_a_killed_workers_items_are_finished(
     with run_mock_server(latency=0.4) as srv:
         stage = (
             f'provider = "openai"\nmodel = "mock-vlm"\nbase_url = "{srv.base_url}"\n'
+            'api_key_env = ""\n'
             "max_concurrency = 4\ntimeout_s = 10\n"
         )
         extra = (

@@ -97,6 +97,23 @@ def test_unknown_ids_give_404_pages(client: tuple[TestClient, str, Populated]) -
     assert c.get(f"/tiles/{p.tile_ids[0]}?run=no-such-run").status_code == 404
 
 
+@pytest.mark.parametrize("tile", ["99999999999999999999999", "2147483648", "0", "-1", "abc"])
+def test_ids_no_row_can_have_give_404(client: tuple[TestClient, str, Populated], tile: str) -> None:
+    """Ids beyond what the database holds name nothing (they used to reach it: HTTP 500)."""
+    c, _, p = client
+    for path in (
+        f"/tiles/{tile}",
+        f"/tiles/{tile}/image.jpg",
+        f"/tiles/{tile}/context.jpg",
+        f"/slides/{tile}/thumbnail.jpg",
+    ):
+        r = c.get(path)
+        assert r.status_code == 404, (path, r.status_code)
+        assert "Not found" in r.text
+    r = _post(c, f"/tiles/{tile}/review", {"run_id": p.run_id, "decision": "accept"})
+    assert r.status_code == 404
+
+
 def _post(c: TestClient, path: str, data: dict[str, str]):  # noqa: ANN202
     return c.post(path, data=data, follow_redirects=False)
 

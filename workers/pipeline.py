@@ -8,7 +8,7 @@ from pathgen.runs.manifest import SlideEntry
 from pathgen.runs.pipeline import RunSummary, run_pipeline
 from pathgen.settings import Settings
 from pathgen.types import PIPELINE_STAGES
-from workers.signals import run_until_signalled
+from pathgen.workers.signals import run_until_signalled
 
 
 def main(
@@ -22,7 +22,9 @@ def main(
     grace_s: float = 30.0,
     redo: Sequence[str] = (),
     force: bool = False,
+    probe: bool = False,
 ) -> RunSummary:
+    """Run the pipeline until done, parked or stopped by SIGINT/SIGTERM."""
     return run_until_signalled(
         lambda stop: run_pipeline(
             settings,
@@ -35,5 +37,6 @@ def main(
             grace_s=grace_s,
             redo=redo,
             force=force,
+            probe=probe,
         )
     )

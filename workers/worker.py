@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pathgen.runs.pipeline import run_worker
-from pathgen.runs.worker import WorkerStats
+from pathgen.runs.pipeline import WorkerSummary, run_worker
 from pathgen.settings import Settings
 from pathgen.types import PIPELINE_STAGES
-from workers.signals import run_until_signalled
+from pathgen.workers.signals import run_until_signalled
 
 
 def main(
@@ -19,7 +18,9 @@ def main(
     run_id: str | None = None,
     exit_when_idle: bool = False,
     grace_s: float = 30.0,
-) -> WorkerStats:
+    probe: bool = False,
+) -> WorkerSummary:
+    """Work until stopped by SIGINT/SIGTERM (or, with ``exit_when_idle``, until idle)."""
     return run_until_signalled(
         lambda stop: run_worker(
             settings,
@@ -29,11 +30,6 @@ def main(
             stop=stop,
             exit_when_idle=exit_when_idle,
             grace_s=grace_s,
+            probe=probe,
         )
     )
-
-
-if __name__ == "__main__":
-    from pathgen.cli.app import main as cli_main
-
-    cli_main()

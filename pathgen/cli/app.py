@@ -1,51 +1,68 @@
-"""The ``pathgen`` typer application and its entry point."""
+"""The ``pathgen`` typer application and its entry point.
+
+Each command module adds its commands with ``register(app)``. Importing this module
+(what ``pathgen --help`` does) imports no database, model or web code: command modules
+import those inside their functions (tests/test_layers.py checks it).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
-from pathgen import __version__
 from pathgen.cli import (  # one command module per line
     captions_cmd,
+    check_cmd,
     db_cmd,
     demo_cmd,
     eval_cmd,
     export_cmd,
     run_cmd,
     serve_cmd,
+    status_cmd,
     synth_cmd,
+    tile_cmd,
     tiles_cmd,
+    worker_cmd,
 )
 from pathgen.cli.context import state
 from pathgen.errors import ConfigError, PathgenError
-from pathgen.store.outage import connection_problem
+from pathgen.exitcodes import ExitCode
 
-err_console = Console(stderr=True)
+
+def _error(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
 
 
 class PathgenGroup(TyperGroup):
-    """Turns pathgen's user errors into one line on stderr (no traceback) and an exit code."""
+    """Turns pathgen's user errors into one line on stderr (no traceback) and an exit code:
+    2 for a configuration that cannot start, 1 for other pathgen errors."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            raise  # ``pathgen ... | head``: click ends quietly; not a database problem
         except PathgenError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            ctx.exit(2 if isinstance(exc, ConfigError) else 1)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
+            _error(str(exc))
+            code = ExitCode.CANNOT_START if isinstance(exc, ConfigError) else ExitCode.ERROR
+            ctx.exit(int(code))
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # --help, usage errors, typer.Exit(code): typer reports them
         except Exception as exc:
+            from pathgen.store.outage import connection_problem
+
             problem = connection_problem(exc)
             if problem is None:
                 raise
-            err_console.print(f"[red]error:[/red] {problem}", highlight=False, soft_wrap=True)
-            ctx.exit(1)
+            _error(problem)
+            ctx.exit(int(ExitCode.ERROR))
 
 
 app = typer.Typer(
@@ -58,9 +75,13 @@ app = typer.Typer(
 )
 COMMAND_MODULES = (  # one per line, same order as the import
     captions_cmd,
+    check_cmd,
     export_cmd,
     db_cmd,
     run_cmd,
+    worker_cmd,
+    tile_cmd,
+    status_cmd,
     synth_cmd,
     tiles_cmd,
     demo_cmd,
@@ -84,6 +105,8 @@ def _root(
 @app.command()
 def version() -> None:
     """Print the pathgen version."""
+    from pathgen import __version__
+
     typer.echo(__version__)
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from pathgen.cli.context import run_async, state
-from pathgen.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from pathgen.settings import Settings
 
 captions_app = typer.Typer(help="Search and inspect captions.", no_args_is_help=True)
 console = Console()
@@ -39,6 +40,9 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
 ) -> None:
     """Full-text search over every caption revision (stemmed English)."""
+    from rich.table import Table
+    from rich.text import Text
+
     from pathgen.curation import search_captions
 
     settings = state(ctx).settings
@@ -78,6 +82,8 @@ def _diff_text(step: Any, plain: bool = False) -> Text:
 
     ``plain`` (no colour, e.g. piped output) marks them ``{+new+}`` and ``[-old-]`` instead.
     """
+    from rich.text import Text
+
     if step.diff is None:
         return Text(step.text)
     out = Text()
@@ -92,6 +98,9 @@ def _diff_text(step: Any, plain: bool = False) -> Text:
 
 
 def _print_history(history: Any) -> None:
+    from rich.markup import escape
+    from rich.text import Text
+
     console.print(
         f"[bold]tile {history.tile_id}[/bold]  {escape(history.slide_path)}  "
         f"x={history.x} y={history.y} size={history.size}  {history.mpp} µm/px  "

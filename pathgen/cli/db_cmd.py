@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
-from pathgen.cli.context import run_async, state
-from pathgen.store import migrate
-from pathgen.store.engine import make_engine
+from pathgen.cli.context import console, run_async, state
 
 db_app = typer.Typer(help="Create and migrate the database schema (Alembic).", no_args_is_help=True)
-console = Console()
 
 
 async def _migrate(url: str, action: str, revision: str) -> str | None:
+    from pathgen.store import migrate
+    from pathgen.store.engine import make_engine
+
     engine = make_engine(url)
     try:
         if action == "upgrade":
@@ -30,7 +29,7 @@ def upgrade(ctx: typer.Context, revision: str = typer.Argument("head")) -> None:
     """Upgrade the schema to REVISION (default: head)."""
     url = state(ctx).settings.database.url
     rev = run_async(lambda: _migrate(url, "upgrade", revision))
-    console.print(f"database at revision [bold]{rev}[/bold]")
+    console().print(f"database at revision [bold]{rev}[/bold]")
 
 
 @db_app.command("downgrade")
@@ -38,17 +37,19 @@ def downgrade(ctx: typer.Context, revision: str = typer.Argument("base")) -> Non
     """Downgrade the schema to REVISION (default: base, i.e. drop every table)."""
     url = state(ctx).settings.database.url
     rev = run_async(lambda: _migrate(url, "downgrade", revision))
-    console.print(f"database at revision [bold]{rev or 'base'}[/bold]")
+    console().print(f"database at revision [bold]{rev or 'base'}[/bold]")
 
 
 @db_app.command("current")
 def current(ctx: typer.Context) -> None:
     """Print the schema revision of the configured database."""
+    from pathgen.store import migrate
+
     url = state(ctx).settings.database.url
     rev = run_async(lambda: _migrate(url, "current", ""))
     head = migrate.head()
     note = "up to date" if rev == head else f"head is {head}: run `pathgen db upgrade`"
-    console.print(f"{rev or 'base (empty database)'} ({note})")
+    console().print(f"{rev or 'base (empty database)'} ({note})")
 
 
 def register(app: typer.Typer) -> None:

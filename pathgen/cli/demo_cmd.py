@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.panel import Panel
 
-from pathgen.runs.demo import prepare_demo
-from pathgen.settings import load_settings
-
-console = Console()
+from pathgen.cli.context import console, run_async
+from pathgen.cli.summary import exit_with, print_summary
 
 NOTICE = (
     "This demo uses a tiny CLIP with RANDOM weights and the offline provider: it demonstrates "
@@ -21,35 +16,6 @@ NOTICE = (
     "provenance, resume), not caption quality. For real captions configure a PathGen-CLIP "
     "checkpoint and a VLM endpoint (see 'A real run' in README.md)."
 )
-
-
-def register(app: typer.Typer) -> None:
-    @app.command("demo")
-    def demo(
-        directory: Path = typer.Option(Path("demo-run"), "--dir", help="Where the demo lives."),
-        log_format: str = typer.Option("rich", help="rich or json progress output."),
-    ) -> None:
-        """Make synthetic slides and run the full pipeline on them (SQLite, offline)."""
-        from pathgen.cli.run_cmd import _print_summary
-        from pathgen.runs.manifest import read_manifest
-        from workers.pipeline import main as run_main
-
-        console.print(Panel(NOTICE, title="pathgen demo", border_style="yellow"))
-        config = prepare_demo(directory)
-        settings = load_settings(config)
-        summary = run_main(settings, read_manifest(settings.run.manifest), log_format=log_format)
-        _print_summary(summary.run_id, settings, log_format)
-        samples = asyncio.run(_samples(settings.database.url, summary.run_id))
-        console.print("\n[bold]Sample captions[/bold] (random weights: not meaningful):")
-        for tile_id, text in samples:
-            console.print(f"  tile {tile_id}: {text}", highlight=False)
-        console.print(f"\nconfig:    {config}")
-        console.print(f"database:  {settings.database.url}")
-        console.print(f"previews:  {settings.tiling.preview_dir}")
-        exe = Path(sys.executable).parent / "pathgen"
-        console.print(f"next:      {exe} -c {config} status {summary.run_id}")
-        console.print(f"           {exe} -c {config} serve")
-        console.print(NOTICE, style="yellow")
 
 
 async def _samples(url: str, run_id: str, n: int = 5) -> list[tuple[int, str]]:
@@ -63,3 +29,39 @@ async def _samples(url: str, run_id: str, n: int = 5) -> list[tuple[int, str]]:
     finally:
         await engine.dispose()
     return [(t, finals[t].text) for t in sorted(finals)[:n]]
+
+
+def demo(
+    directory: Path = typer.Option(Path("demo-run"), "--dir", help="Where the demo lives."),
+    log_format: str = typer.Option("rich", help="rich or json progress output."),
+) -> None:
+    """Make synthetic slides and run the full pipeline on them (SQLite, offline)."""
+    from rich.panel import Panel
+
+    from pathgen.runs.demo import prepare_demo
+    from pathgen.runs.manifest import read_manifest
+    from pathgen.settings import load_settings
+    from pathgen.workers.pipeline import main as run_main
+
+    out = console()
+    out.print(Panel(NOTICE, title="pathgen demo", border_style="yellow"))
+    config = prepare_demo(directory)
+    settings = load_settings(config)
+    summary = run_main(settings, read_manifest(settings.run.manifest), log_format=log_format)
+    print_summary(summary.run_id, settings, log_format, outcome=summary.outcome)
+    samples = run_async(lambda: _samples(settings.database.url, summary.run_id))
+    out.print("\n[bold]Sample captions[/bold] (random weights: not meaningful):")
+    for tile_id, text in samples:
+        out.print(f"  tile {tile_id}: {text}", highlight=False)
+    out.print(f"\nconfig:    {config}")
+    out.print(f"database:  {settings.database.url}")
+    out.print(f"previews:  {settings.tiling.preview_dir}")
+    exe = Path(sys.executable).parent / "pathgen"
+    out.print(f"next:      {exe} -c {config} status {summary.run_id}")
+    out.print(f"           {exe} -c {config} serve")
+    out.print(NOTICE, style="yellow")
+    exit_with(summary.outcome)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

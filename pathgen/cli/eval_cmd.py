@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from pathgen.cli.context import run_async, state
@@ -28,6 +27,8 @@ async def _load(url: str, run_id: str) -> Any:
 
 
 def _run_model_settings(config: dict[str, Any], run_id: str, device: str | None) -> Any:
+    from pydantic import ValidationError
+
     from pathgen.settings import Settings
 
     try:
@@ -120,6 +121,8 @@ def zeroshot_command(
         if "{}" not in tpl:
             raise ConfigError(f"--template {tpl!r} needs a {{}} where the class name goes")
     data = load_labelled(source)
+
+    from pydantic import ValidationError
 
     def settings_for(ckpt: str) -> ModelSettings:
         try:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from pathgen.cli.context import run_async, state
 from pathgen.errors import ConfigError
-from pathgen.settings import ModelSettings, Settings
+
+if TYPE_CHECKING:
+    from pathgen.settings import ModelSettings, Settings
 
 export_app = typer.Typer(help="Export datasets from a run.", no_args_is_help=True)
 console = Console()
@@ -19,6 +20,8 @@ console = Console()
 
 def run_model_settings(run_config: dict[str, Any], fallback: ModelSettings) -> ModelSettings:
     """The CLIP model a run used: its config snapshot's ``model`` section, else ``fallback``."""
+    from pathgen.settings import ModelSettings
+
     section = run_config.get("model") if isinstance(run_config, dict) else None
     if not section:
         return fallback
@@ -29,6 +32,8 @@ def run_model_settings(run_config: dict[str, Any], fallback: ModelSettings) -> M
 
 
 async def _webdataset(settings: Settings, run_id: str, out: Path, options: Any, reviewed: bool):
+    import asyncio
+
     from pathgen.export import load_samples, write_webdataset
     from pathgen.export.samples import get_run
     from pathgen.store.engine import make_engine, read_scope
@@ -89,6 +94,8 @@ def webdataset(
 
 
 async def _pairs(settings: Settings, run_id: str, out: Path, fmt: str, images: bool, tpl: str):
+    import asyncio
+
     from pathgen.export import load_pairs, write_pairs
     from pathgen.store.engine import make_engine, read_scope
 

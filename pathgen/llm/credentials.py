@@ -1,4 +1,12 @@
-"""API keys come only from the environment variable a stage names; never logged."""
+"""API keys come only from the environment variable a stage names; never logged.
+
+``api_key_env`` in a stage's settings:
+
+* unset: the provider's own variable (``OPENAI_API_KEY``, ``MISTRAL_API_KEY``);
+* ``"NAME"``: that variable, which must be set (an empty value counts as unset);
+* ``""`` (explicitly empty): no key, for keyless local servers (vLLM, Ollama,
+  llama.cpp); the SDKs insist on a key, so a placeholder is sent.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +14,29 @@ import os
 
 from pathgen.errors import ConfigError
 
-#: Sent when a local OpenAI-compatible server needs no key (the SDKs insist on one).
+#: Sent to keyless servers (``api_key_env = ""``): the SDKs insist on some key.
 PLACEHOLDER_KEY = "not-needed"
-#: Hosted APIs that always need a real key.
-HOSTED_APIS = ("api.openai.com", "mistral.ai")
+#: The variable each provider reads when a stage sets no ``api_key_env``.
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "mistral": "MISTRAL_API_KEY"}
 
 
-def api_key(env_name: str, *, base_url: str | None, provider: str) -> str:
-    """Read the key from ``$env_name``; a local ``base_url`` may go without one.
+def key_env(api_key_env: str | None, provider: str) -> str:
+    """The variable a stage's key comes from (``""``: the stage needs no key)."""
+    return DEFAULT_KEY_ENV[provider] if api_key_env is None else api_key_env
 
-    Raises :class:`ConfigError` naming the variable when the provider's own API is
-    used (no ``base_url``, or a hosted API's URL) and the variable is unset.
+
+def api_key(env_name: str, *, provider: str) -> str:
+    """The key in ``$env_name`` (``env_name == ""``: keyless, a placeholder).
+
+    Raises :class:`ConfigError` naming the variable when it is unset or empty.
     """
+    if env_name == "":
+        return PLACEHOLDER_KEY
     value = os.environ.get(env_name, "").strip()
     if value:
         return value
-    if base_url and not any(host in base_url for host in HOSTED_APIS):
-        return PLACEHOLDER_KEY
     raise ConfigError(
-        f"{provider}: no API key: set the environment variable {env_name} "
-        "(or set base_url for a local OpenAI-compatible server)",
+        f"{provider}: no API key: the environment variable {env_name} is not set "
+        '(export it, or set api_key_env = "" for a server that needs no key)',
         key="api_key_env",
     )

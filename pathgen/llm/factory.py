@@ -1,8 +1,7 @@
-"""Build the client a stage's settings ask for, and share one per configuration."""
+"""Build the HTTP client a stage's settings ask for (the offline provider lives in
+:mod:`pathgen.stages.offline`: it runs the stages' CLIP baselines)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from pathgen.errors import ConfigError
 from pathgen.llm.base import LLMClient
@@ -10,25 +9,11 @@ from pathgen.llm.ratelimit import RateLimiter
 from pathgen.llm.resilient import ResilientClient
 from pathgen.settings import StageSettings
 
-#: Settings that identify a provider configuration (the rest is per request).
-_CLIENT_KEYS = (
-    "provider",
-    "model",
-    "base_url",
-    "api_key_env",
-    "max_concurrency",
-    "requests_per_minute",
-    "tokens_per_minute",
-    "timeout_s",
-    "max_attempts",
-)
 
-
-def make_client(stage: StageSettings, **offline: Any) -> LLMClient:
+def make_client(stage: StageSettings) -> LLMClient:
     """A new client for ``stage``: provider adapter + limits, timeout, retries, bound.
 
-    ``offline`` keyword arguments (``clip=`` scorer, ...) are passed to
-    :func:`pathgen.llm.offline.make_offline_client` for provider ``"offline"``.
+    Provider ``"offline"`` is built by :func:`pathgen.stages.offline.make_offline_client`.
 
     Example::
 
@@ -39,14 +24,11 @@ def make_client(stage: StageSettings, **offline: Any) -> LLMClient:
             await client.aclose()
     """
     if stage.provider == "offline":
-        from pathgen.llm.offline import make_offline_client
-
-        if "clip" not in offline:
-            raise ConfigError(
-                "the offline provider needs a CLIP scorer: call make_client(stage, clip=...)",
-                key="provider",
-            )
-        return make_offline_client(stage, **offline)
+        raise ConfigError(
+            "the offline provider runs CLIP locally: build it with "
+            "pathgen.stages.offline.make_offline_client(stage, clip)",
+            key="provider",
+        )
     connections = stage.max_concurrency + 8
     inner: LLMClient
     if stage.provider == "openai":
@@ -81,32 +63,3 @@ def make_client(stage: StageSettings, **offline: Any) -> LLMClient:
         max_concurrency=stage.max_concurrency,
         limiter=limiter,
     )
-
-
-class ClientPool:
-    """Hands out one shared client per provider configuration; close it once at the end.
-
-    Example::
-
-        pool = ClientPool()
-        describe = pool.get(settings.captioning.describe)
-        revise = pool.get(settings.captioning.revise)   # same object if configured alike
-        ...
-        await pool.aclose()
-    """
-
-    def __init__(self) -> None:
-        self._clients: dict[tuple[object, ...], LLMClient] = {}
-
-    def get(self, stage: StageSettings, **offline: Any) -> LLMClient:
-        """The client for ``stage``'s configuration, created on first use."""
-        key = tuple(getattr(stage, name) for name in _CLIENT_KEYS)
-        if key not in self._clients:
-            self._clients[key] = make_client(stage, **offline)
-        return self._clients[key]
-
-    async def aclose(self) -> None:
-        """Close every client."""
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()

@@ -24,10 +24,8 @@ from pathgen.llm.completions import (
     result_from_payload,
     transport_error,
 )
-from pathgen.llm.credentials import api_key
+from pathgen.llm.credentials import api_key, key_env
 from pathgen.llm.http import pooled_http_client
-
-DEFAULT_KEY_ENV = "MISTRAL_API_KEY"
 
 
 def _server_url(base_url: str | None) -> str | None:
@@ -81,8 +79,8 @@ class MistralClient:
     ) -> None:
         self.model = model
         self.base_url = base_url
-        self.api_key_env = api_key_env or DEFAULT_KEY_ENV
-        key = api_key(self.api_key_env, base_url=base_url, provider=self.provider)
+        self.api_key_env = key_env(api_key_env, self.provider)
+        key = api_key(self.api_key_env, provider=self.provider)
         self._http = pooled_http_client(timeout_s, max_connections)
         self._timeout_ms = int(timeout_s * 1000)
         self._sdk = Mistral(

@@ -27,10 +27,8 @@ from pathgen.llm.completions import (
     result_from_payload,
     transport_error,
 )
-from pathgen.llm.credentials import api_key
+from pathgen.llm.credentials import api_key, key_env
 from pathgen.llm.http import pooled_http_client
-
-DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 
 class OpenAIClient:
@@ -55,8 +53,8 @@ class OpenAIClient:
     ) -> None:
         self.model = model
         self.base_url = base_url
-        self.api_key_env = api_key_env or DEFAULT_KEY_ENV
-        key = api_key(self.api_key_env, base_url=base_url, provider=self.provider)
+        self.api_key_env = key_env(api_key_env, self.provider)
+        key = api_key(self.api_key_env, provider=self.provider)
         self._http = pooled_http_client(timeout_s, max_connections)
         timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self._sdk = openai.AsyncOpenAI(

@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pathgen.errors import CannotStart, ConfigError
 from pathgen.runs import queue, registry
+from pathgen.runs.drift import Change
+from pathgen.runs.graph import downstream
 from pathgen.runs.handlers.caption import (
     handle_degrade,
     handle_describe,
@@ -33,9 +36,12 @@ from pathgen.runs.handlers.embed import handle_embed
 from pathgen.runs.handlers.select import handle_select
 from pathgen.runs.handlers.tile import handle_tile
 from pathgen.runs.manifest import SlideEntry
-from pathgen.runs.owner import reclaim_dead_local_leases
-from pathgen.runs.progress import RunProgress, report_until, snapshot
+from pathgen.runs.outcome import Outcome, run_outcome
+from pathgen.runs.owner import new_owner, reclaim_dead_local_leases
+from pathgen.runs.preflight import preflight
+from pathgen.runs.progress import report_until
 from pathgen.runs.queue import Claimed, Completion
+from pathgen.runs.report import pending_runs
 from pathgen.runs.resources import Resources, RunResources
 from pathgen.runs.worker import StageHandler, Worker, WorkerStats
 from pathgen.settings import Settings
@@ -72,8 +78,6 @@ def build_handlers(
 ) -> list[StageHandler]:
     unknown = [s for s in stages if s not in HANDLERS]
     if unknown:
-        from pathgen.errors import ConfigError
-
         raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(PIPELINE_STAGES)}")
     ordered = [s for s in PIPELINE_STAGES if s in stages]
     return [
@@ -90,39 +94,30 @@ async def _dispatch(handler: Handler, resources: RunResources, item: Claimed) ->
     return await handler(item, await resources.for_run(item.run_id))
 
 
-CAPTION_STAGES = PIPELINE_STAGES[PIPELINE_STAGES.index("describe") :]
-
-
-def downstream(stages: Sequence[str]) -> list[str]:
-    """The caption stages from the earliest of ``stages`` on (what a redo must re-run)."""
-    bad = [s for s in stages if s not in CAPTION_STAGES]
-    if bad:
-        from pathgen.errors import ConfigError
-
-        raise ConfigError(
-            f"only caption stages can be redone, not {bad}; "
-            f"caption stages are {', '.join(CAPTION_STAGES)}",
-            key="--redo",
-        )
-    first = min(CAPTION_STAGES.index(s) for s in stages)
-    return list(CAPTION_STAGES[first:])
-
-
 @dataclass
 class RunSummary:
     run_id: str
     created: bool
     stats: WorkerStats
-    progress: RunProgress
+    outcome: Outcome
+    #: Things the preflight noticed that do not stop the run (e.g. missing slide files).
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkerSummary:
+    stats: WorkerStats
+    #: The outcome of the run the worker was limited to (``--run``), else None.
+    outcome: Outcome | None
     interrupted: bool
 
 
 async def open_store(settings: Settings) -> AsyncEngine:
-    """The engine for the configured database, migrated to head (a new database is created)."""
+    """The engine for the configured database, with the schema at head (a new database is
+    migrated; concurrent starts do not race, see :func:`pathgen.store.migrate.ensure_head`)."""
     engine = make_engine(settings.database.url)
     try:
-        if await migrate.current(engine) != migrate.head():
-            await migrate.upgrade(engine)
+        await migrate.ensure_head(engine)
     except BaseException:
         await engine.dispose()
         raise
@@ -140,6 +135,16 @@ def _absolute_paths(settings: Settings) -> Settings:
     return settings.model_copy(update=update)
 
 
+def _taken(run_id: str, changes: Sequence[Change]) -> list[str]:
+    """Say (in the log now, in the summary later) which changed settings the run took."""
+    notes = []
+    for c in changes:
+        why = "operational" if c.operational else f"--redo {c.stage}"
+        notes.append(f"setting taken: {c.key} {c.old!r} -> {c.new!r} ({why})")
+        log.warning("run %s: %s", run_id, notes[-1])
+    return notes
+
+
 async def run_pipeline(
     settings: Settings,
     entries: Sequence[SlideEntry],
@@ -152,9 +157,13 @@ async def run_pipeline(
     grace_s: float = 30.0,
     redo: Sequence[str] = (),
     force: bool = False,
+    probe: bool = False,
 ) -> RunSummary:
     """Create or resume a run over ``entries`` and work until every item is done or parked.
 
+    Before anything is claimed the settings are checked (:func:`.preflight.preflight`;
+    ``probe`` also asks each provider for one token) and compared with the run's stored
+    settings (:mod:`.drift`): both raise a :class:`~pathgen.errors.ConfigError` subclass.
     ``redo`` queues finished items of those caption stages again: outputs made with the
     same provider, model and prompt are reused unless ``force`` asks for new revisions; a
     new output queues the stages after it again.
@@ -162,15 +171,21 @@ async def run_pipeline(
     settings = _absolute_paths(settings)
     run_id = run_id or registry.default_run_id(settings)
     stop = stop or asyncio.Event()
+    if redo:
+        downstream(redo)  # validates the stage names
+    checked = await preflight(settings, stages, entries, probe_providers=probe)
     engine = await open_store(settings)
     res = RunResources(settings, engine)
+    res.preload(settings.model, checked.clip)
     try:
-        created = await registry.ensure_run(engine, run_id, settings)
+        start = await registry.ensure_run(
+            engine, run_id, settings, redo=redo, force=force, owner=new_owner()
+        )
+        notes = [*_taken(run_id, start.changes), *checked.notes]
         await registry.add_slides(
             engine, run_id, entries, max_attempts=settings.workers.max_attempts
         )
         if redo:
-            downstream(redo)  # validates the stage names
             requeued = await queue.requeue_done(engine, run_id, redo, force=force)
             log.warning("requeued %d item(s) of %s", requeued, ", ".join(redo))
         reclaimed = await reclaim_dead_local_leases(engine, run_id)
@@ -197,15 +212,32 @@ async def run_pipeline(
             done.set()
             if reporter is not None:
                 await reporter
-        progress = await snapshot(engine, run_id)
-        interrupted = stop.is_set() and not progress.finished
-        status = "completed" if progress.finished else "interrupted" if interrupted else "paused"
-        await registry.finish_run(engine, run_id, status)
-        progress.status = status
-        return RunSummary(run_id, created, stats, progress, interrupted)
+        outcome = await run_outcome(engine, run_id, stages, interrupted=stop.is_set())
+        await registry.finish_run(engine, run_id, outcome.status)
+        return RunSummary(run_id, start.created, stats, outcome, notes)
     finally:
         await res.aclose()
         await engine.dispose()
+
+
+async def _check_pending(
+    res: RunResources, stages: Sequence[str], run_id: str | None, probe: bool
+) -> None:
+    """Preflight every run this worker may take work from, with that run's own settings."""
+    run_ids = [run_id] if run_id else await pending_runs(res.engine, stages)
+    problems: list[tuple[str, str, str]] = []
+    for rid in run_ids:
+        settings = await res.run_settings(rid)
+        try:
+            checked = await preflight(settings, stages, probe_providers=probe)
+        except CannotStart as exc:
+            problems += [
+                (f"run {rid}, {stage or 'run'}", key, msg) for stage, key, msg in exc.problems
+            ]
+            continue
+        res.preload(settings.model, checked.clip)
+    if problems:
+        raise CannotStart(problems)
 
 
 async def run_worker(
@@ -217,22 +249,36 @@ async def run_worker(
     stop: asyncio.Event | None = None,
     exit_when_idle: bool = False,
     grace_s: float = 30.0,
-) -> WorkerStats:
-    """Claim and process items of ``stages`` (any run, or one run) until stopped."""
+    probe: bool = False,
+) -> WorkerSummary:
+    """Claim and process items of ``stages`` (any run, or one run) until stopped.
+
+    The runs with work waiting in ``stages`` (or ``run_id``) are checked first, each with
+    its stored settings (:func:`.preflight.preflight`).
+    """
     settings = _absolute_paths(settings)
+    stop = stop or asyncio.Event()
     engine = await open_store(settings)
     res = RunResources(settings, engine)
     try:
+        await _check_pending(res, stages, run_id, probe)
+        reclaimed = await reclaim_dead_local_leases(engine, run_id)
+        if reclaimed:
+            log.warning("reclaimed %d item(s) leased by a worker that died", reclaimed)
         worker = Worker(
             engine,
             build_handlers(res, stages, concurrency),
             run_id=run_id,
             lease_s=settings.workers.lease_s,
             exit_when_idle=exit_when_idle,
-            stop=stop or asyncio.Event(),
+            stop=stop,
             grace_s=grace_s,
         )
-        return await worker.run()
+        stats = await worker.run()
+        outcome = None
+        if run_id is not None:
+            outcome = await run_outcome(engine, run_id, stages, interrupted=stop.is_set())
+        return WorkerSummary(stats, outcome, stop.is_set())
     finally:
         await res.aclose()
         await engine.dispose()

@@ -17,6 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.runs import queue
+from pathgen.runs.outcome import effective_status
+from pathgen.runs.owner import lease_holders, owner_alive
 from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, Run, RunSlide, Slide
 from pathgen.store.outage import rides_out_outages
@@ -108,7 +110,17 @@ async def snapshot(engine: AsyncEngine, run_id: str) -> RunProgress:
                 cost=float(c),
             )
         )
-    return RunProgress(run_id, run.status if run else "unknown", stages, int(slides_failed or 0))
+    status = "unknown"
+    if run is not None:
+        live, dead = await lease_holders(engine, run_id)
+        status = effective_status(
+            run.status,
+            counts,
+            owner_alive=owner_alive(run.owner),
+            live_holders=live,
+            dead_holders=dead,
+        )
+    return RunProgress(run_id, status, stages, int(slides_failed or 0))
 
 
 def with_rates(now: RunProgress, first: RunProgress | None) -> RunProgress:

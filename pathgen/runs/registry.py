@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen import __version__
-from pathgen.errors import PathgenError
+from pathgen.errors import ConfigError, PathgenError
 from pathgen.runs import queue
+from pathgen.runs.drift import Change, output_digest_source, reconcile
+from pathgen.runs.graph import CAPTION_STAGES
 from pathgen.runs.manifest import SlideEntry
 from pathgen.settings import Settings
 from pathgen.store.engine import session_scope
@@ -20,33 +24,82 @@ from pathgen.store.outage import rides_out_outages
 
 
 def default_run_id(settings: Settings) -> str:
-    """``settings.run.name``, or a stable id derived from the manifest and pipeline settings,
-    so that running the same config again resumes the same run."""
+    """``settings.run.name``, or a stable id derived from the manifest and the settings that
+    shape outputs, so that running the same config again resumes the same run (also after
+    a change of concurrency, rate limits, prices and other operational settings)."""
     if settings.run.name:
         return settings.run.name
-    snap = settings.snapshot()
-    snap.pop("database", None)
-    snap.pop("workers", None)
-    digest = hashlib.sha256(json.dumps(snap, sort_keys=True).encode()).hexdigest()[:10]
+    source = output_digest_source(settings.snapshot(), Settings().snapshot())
+    digest = hashlib.sha256(source.encode()).hexdigest()[:10]
     stem = (settings.run.manifest or "run").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     return f"{stem}-{digest}"
 
 
-async def ensure_run(engine: AsyncEngine, run_id: str, settings: Settings) -> bool:
-    """Create the run if it does not exist; returns True when it was created."""
+@dataclass(frozen=True)
+class RunStart:
+    """What :func:`ensure_run` did: created the run, or resumed it taking ``changes``."""
+
+    created: bool
+    changes: list[Change]
+
+
+def _stored_snapshot(run_id: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """The stored settings with today's defaults filled in (a setting added to pathgen
+    since the run was made is not a change unless the config sets it)."""
+    try:
+        return Settings.model_validate(config or {}).snapshot()
+    except ValidationError as exc:
+        raise ConfigError(
+            f"the settings stored with run {run_id!r} are no longer valid: "
+            f"{exc.errors()[0]['msg']}: start a new run (run.name / --run-id)",
+            key="runs.config",
+        ) from None
+
+
+async def ensure_run(
+    engine: AsyncEngine,
+    run_id: str,
+    settings: Settings,
+    *,
+    redo: Sequence[str] = (),
+    force: bool = False,
+    owner: str | None = None,
+) -> RunStart:
+    """Create the run, or resume it if its stored settings allow (see :mod:`.drift`).
+
+    ``redo`` are the stages whose outputs will be made again (``force``: even where the
+    provider, model and prompt are unchanged): changes of their settings are accepted.
+    Raises :class:`~pathgen.errors.ConfigDrift` (nothing is written) when another change
+    would alter what the run makes. ``owner`` is the driving process.
+    """
     async with session_scope(engine) as session:
         run = await session.get(Run, run_id)
-        if run is not None:
-            run.status = "running"
-            run.config = settings.snapshot()  # later items use the current settings
-            run.updated_at = utcnow()
-            return False
-        session.add(
-            Run(
-                id=run_id, config=settings.snapshot(), status="running", pathgen_version=__version__
+        if run is None:
+            session.add(
+                Run(
+                    id=run_id,
+                    config=settings.snapshot(),
+                    status="running",
+                    owner=owner,
+                    pathgen_version=__version__,
+                )
             )
+            return RunStart(True, [])
+        stored = _stored_snapshot(run_id, run.config)
+        config, found = reconcile(
+            run_id,
+            stored,
+            settings.snapshot(),
+            redo=redo,
+            force=force,
+            caption_stages=CAPTION_STAGES,
         )
-        return True
+        if found:
+            run.config = config
+        run.status = "running"
+        run.owner = owner
+        run.updated_at = utcnow()
+        return RunStart(False, found)
 
 
 async def add_slides(
@@ -94,6 +147,7 @@ async def finish_run(engine: AsyncEngine, run_id: str, status: str) -> None:
         run = await session.get(Run, run_id)
         if run is not None:
             run.status = status
+            run.owner = None
             run.updated_at = utcnow()
             if status in ("completed", "failed"):
                 run.finished_at = utcnow()
@@ -107,8 +161,6 @@ async def latest_run_id(engine: AsyncEngine) -> str | None:
 
 async def run_settings(engine: AsyncEngine, run_id: str) -> Settings:
     """The settings snapshot a run was created with."""
-    from pathgen.errors import ConfigError
-
     async with session_scope(engine) as session:
         run = await session.get(Run, run_id)
     if run is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -62,3 +63,14 @@ async def slide_counts(engine: AsyncEngine, run_id: str) -> dict[str, int]:
             .group_by(Slide.status)
         )
         return {status: n for status, n in rows}
+
+
+async def pending_runs(engine: AsyncEngine, stages: Sequence[str]) -> list[str]:
+    """Runs with items of ``stages`` still queued or leased (the work a worker may take)."""
+    async with read_scope(engine) as session:
+        rows = await session.scalars(
+            select(WorkItem.run_id)
+            .where(WorkItem.stage.in_(list(stages)), WorkItem.status.in_(("queued", "leased")))
+            .distinct()
+        )
+        return sorted(rows)

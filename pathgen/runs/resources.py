@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pathgen.settings import Settings, StageSettings
+from pathgen.settings import ModelSettings, Settings, StageSettings
 
 
 @dataclass
@@ -73,8 +73,6 @@ class Resources:
 
     async def client(self, stage: str | StageSettings) -> Any:
         """One LLM client per stage configuration (shared by all items of the stage)."""
-        from pathgen.llm.factory import make_client
-
         cfg: StageSettings = (
             getattr(self.settings.captioning, stage) if isinstance(stage, str) else stage
         )
@@ -82,8 +80,14 @@ class Resources:
         clip = await self.clip() if cfg.provider == "offline" else None
         async with self._lock:
             if key not in self._clients:
-                extra = {"clip": clip} if clip is not None else {}
-                self._clients[key] = make_client(cfg, **extra)
+                if clip is not None:
+                    from pathgen.stages.offline import make_offline_client
+
+                    self._clients[key] = make_offline_client(cfg, clip)
+                else:
+                    from pathgen.llm.factory import make_client
+
+                    self._clients[key] = make_client(cfg)
             return self._clients[key]
 
     async def aclose(self) -> None:
@@ -100,35 +104,46 @@ class RunResources:
     A worker may serve several runs; each run's pipeline parameters (model, tiling,
     prompts, providers) come from the snapshot stored when the run was created, while
     the database URL and data directory are this worker's own (shared storage).
+    A model the preflight loaded is handed over with :meth:`preload`.
     """
 
     def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
         self.settings = settings
         self.engine = engine
+        self._preloaded: list[tuple[ModelSettings, Any]] = []
         self._by_run: dict[str, Resources] = {}
         self._lock = asyncio.Lock()
+
+    async def run_settings(self, run_id: str) -> Settings:
+        """The run's stored settings with this process's database, data dir and workers."""
+        from pathgen.store.engine import session_scope
+        from pathgen.store.models import Run
+
+        async with session_scope(self.engine) as session:
+            run = await session.get(Run, run_id)
+        if run is None or not run.config:
+            return self.settings
+        snap = Settings.model_validate(run.config)
+        return snap.model_copy(
+            update={
+                "database": self.settings.database,
+                "run": snap.run.model_copy(update={"data_dir": self.settings.run.data_dir}),
+                "workers": self.settings.workers,
+            }
+        )
+
+    def preload(self, model: ModelSettings, clip: Any) -> None:
+        """Keep a model already loaded for ``model``, for the runs configured with it."""
+        if clip is not None:
+            self._preloaded.append((model, clip))
 
     async def for_run(self, run_id: str) -> Resources:
         async with self._lock:
             if run_id not in self._by_run:
-                from pathgen.store.engine import session_scope
-                from pathgen.store.models import Run
-
-                async with session_scope(self.engine) as session:
-                    run = await session.get(Run, run_id)
-                settings = self.settings
-                if run is not None and run.config:
-                    snap = Settings.model_validate(run.config)
-                    settings = snap.model_copy(
-                        update={
-                            "database": self.settings.database,
-                            "run": snap.run.model_copy(
-                                update={"data_dir": self.settings.run.data_dir}
-                            ),
-                            "workers": self.settings.workers,
-                        }
-                    )
-                self._by_run[run_id] = Resources(settings, self.engine)
+                settings = await self.run_settings(run_id)
+                res = Resources(settings, self.engine)
+                res._clip = next((c for m, c in self._preloaded if m == settings.model), None)
+                self._by_run[run_id] = res
             return self._by_run[run_id]
 
     async def aclose(self) -> None:

@@ -29,10 +29,6 @@ from pathgen.store.outage import is_database_outage
 log = logging.getLogger("pathgen.worker")
 
 
-class RetryableError(PathgenError):
-    """A handler failure worth another attempt (the default for unexpected errors)."""
-
-
 class PermanentError(PathgenError):
     """A handler failure that no retry will fix: the item is parked at once."""
 

@@ -66,6 +66,8 @@ class Run(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="created")
     pathgen_version: Mapped[str] = mapped_column(String(32))
+    #: ``host:pid:token`` of the ``pathgen run`` process driving the run (None when none).
+    owner: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

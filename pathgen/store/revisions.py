@@ -14,8 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -107,18 +105,6 @@ async def tile_revisions(
     return list(rows)
 
 
-async def update_revision_text(session: AsyncSession, revision_id: int, text: str) -> None:
-    """Always refuses: revisions are immutable. Kept so callers get a clear answer."""
-    await get_revision(session, revision_id)
-    raise ImmutableRevisionError(IMMUTABLE_MESSAGE.format(id=revision_id, verb="updated"))
-
-
-async def delete_revision(session: AsyncSession, revision_id: int) -> None:
-    """Always refuses: revisions are never deleted."""
-    await get_revision(session, revision_id)
-    raise ImmutableRevisionError(IMMUTABLE_MESSAGE.format(id=revision_id, verb="deleted"))
-
-
 @event.listens_for(Session, "before_flush")
 def _refuse_revision_mutation(session: Session, _ctx: Any, _instances: Any) -> None:
     for obj in session.deleted:
@@ -127,76 +113,3 @@ def _refuse_revision_mutation(session: Session, _ctx: Any, _instances: Any) -> N
     for obj in session.dirty:
         if isinstance(obj, CaptionRevision) and session.is_modified(obj):
             raise ImmutableRevisionError(IMMUTABLE_MESSAGE.format(id=obj.id, verb="updated"))
-
-
-class RevisionWriter:
-    """Buffers revisions and writes them in batches (on size or after ``interval`` s).
-
-    ``await writer.add(rev)`` returns once the revision is durably stored and
-    yields its id, so a caller never reports a result that was not persisted.
-    A failed batch is reported to every waiting caller.
-
-    Example::
-
-        async with RevisionWriter(engine) as writer:
-            rev_id = await writer.add(NewRevision(...))
-    """
-
-    def __init__(self, engine: AsyncEngine, *, batch_size: int = 64, interval: float = 0.05):
-        self._engine = engine
-        self._batch_size = batch_size
-        self._interval = interval
-        self._pending: list[tuple[NewRevision, asyncio.Future[int]]] = []
-        self._wake = asyncio.Event()
-        self._closed = False
-        self._task: asyncio.Task[None] | None = None
-        self.written = 0
-
-    async def __aenter__(self) -> RevisionWriter:
-        self._task = asyncio.create_task(self._run(), name="revision-writer")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def add(self, revision: NewRevision) -> int:
-        if self._closed:
-            raise StoreError("revision writer is closed")
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((revision, fut))
-        if len(self._pending) >= self._batch_size:
-            self._wake.set()
-        return await fut
-
-    async def _run(self) -> None:
-        while not (self._closed and not self._pending):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            self._wake.clear()
-            await self._flush()
-
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = (
-                self._pending[: self._batch_size],
-                self._pending[self._batch_size :],
-            )
-            try:
-                ids = await append_revisions(self._engine, [rev for rev, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiter must learn of the failure
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(StoreError(f"could not store revisions: {exc}"))
-                continue
-            self.written += len(ids)
-            for (_, fut), rev_id in zip(batch, ids, strict=True):
-                if not fut.done():
-                    fut.set_result(rev_id)
-
-    async def aclose(self) -> None:
-        self._closed = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-        await self._flush()

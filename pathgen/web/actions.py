@@ -13,6 +13,7 @@ from pathgen.store.captions import final_captions, human_edit, record_review
 from pathgen.store.engine import session_scope
 from pathgen.store.models import Run, RunSlide, Tile
 from pathgen.web.csrf import verify_csrf
+from pathgen.web.params import RowId
 from pathgen.web.render import MAX_REVIEWER, remember_reviewer, safe_next
 
 router = APIRouter()
@@ -48,7 +49,7 @@ async def _check(session: AsyncSession, tile_id: int, run_id: str) -> None:
 @router.post("/tiles/{tile_id}/review", name="review")
 async def review(
     request: Request,
-    tile_id: int,
+    tile_id: RowId,
     run_id: str = Form(...),
     decision: str = Form(...),
     reviewer: str = Form(""),
@@ -78,7 +79,7 @@ async def review(
 @router.post("/tiles/{tile_id}/edit", name="edit")
 async def edit(
     request: Request,
-    tile_id: int,
+    tile_id: RowId,
     run_id: str = Form(...),
     text: str = Form(""),
     reviewer: str = Form(""),

@@ -109,14 +109,20 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        message = f"{where}: {first.get('msg', 'invalid request')}"
+        errors = exc.errors()
+        if errors and all(e.get("loc", ("",))[0] == "path" for e in errors):
+            # /tiles/<not an id the database can hold>/...: nothing is there
+            title, status, message = "Not found", 404, f"nothing at {request.url.path}"
+        else:
+            first = errors[0] if errors else {}
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            title, status = "Bad request", 400
+            message = f"{where}: {first.get('msg', 'invalid request')}"
         return render(
             request,
             "error.html",
-            {"title": "Bad request", "status": 400, "message": message},
-            status_code=400,
+            {"title": title, "status": status, "message": message},
+            status_code=status,
         )
 
     return app

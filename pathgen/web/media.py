@@ -23,6 +23,7 @@ from pathgen.web.images import (
     slide_thumbnail_jpeg,
     tile_jpeg,
 )
+from pathgen.web.params import RowId
 
 router = APIRouter()
 CACHE_CONTROL = "private, max-age=86400"
@@ -52,7 +53,7 @@ async def _jpeg(render: Callable[[], bytes], out_px: int) -> Response:
 
 
 @router.get("/tiles/{tile_id}/image.jpg", name="tile_image")
-async def tile_image(request: Request, tile_id: int, size: int | None = Query(None)) -> Response:
+async def tile_image(request: Request, tile_id: RowId, size: int | None = Query(None)) -> Response:
     """The tile as a ``size``-pixel square JPEG (default: the run's tile size)."""
     tile, slide = await _tile_and_slide(request, tile_id)
     out_px = clamp_px(size, tile.tile_px)
@@ -63,7 +64,9 @@ async def tile_image(request: Request, tile_id: int, size: int | None = Query(No
 
 
 @router.get("/tiles/{tile_id}/context.jpg", name="tile_context")
-async def tile_context(request: Request, tile_id: int, size: int | None = Query(None)) -> Response:
+async def tile_context(
+    request: Request, tile_id: RowId, size: int | None = Query(None)
+) -> Response:
     """The 3x3-tile neighbourhood around the tile, the tile outlined."""
     tile, slide = await _tile_and_slide(request, tile_id)
     out_px = clamp_px(size, 504)
@@ -75,7 +78,7 @@ async def tile_context(request: Request, tile_id: int, size: int | None = Query(
 
 @router.get("/slides/{slide_id}/thumbnail.jpg", name="slide_thumbnail")
 async def slide_thumbnail(
-    request: Request, slide_id: int, size: int | None = Query(None)
+    request: Request, slide_id: RowId, size: int | None = Query(None)
 ) -> Response:
     """The whole slide, scaled to fit a ``size`` square."""
     async with read_scope(request.app.state.engine) as session:

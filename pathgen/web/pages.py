@@ -16,6 +16,7 @@ from pathgen.errors import PathgenError
 from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, Run
 from pathgen.web.diffs import diff_stats, word_diff
+from pathgen.web.params import RowId
 from pathgen.web.queries import (
     REVIEW_STATES,
     GridItem,
@@ -99,7 +100,9 @@ class RevisionView:
 
 
 @router.get("/tiles/{tile_id}", response_class=HTMLResponse, name="tile")
-async def tile_page(request: Request, tile_id: int, run: str | None = Query(None)) -> HTMLResponse:
+async def tile_page(
+    request: Request, tile_id: RowId, run: str | None = Query(None)
+) -> HTMLResponse:
     async with read_scope(request.app.state.engine) as session:
         detail = await tile_detail(session, tile_id, run or None)
         if detail is None:

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pathgen.runs.outcome import effective_status
+from pathgen.runs.owner import owner_alive
 from pathgen.runs.queue import status_counts
 from pathgen.store.captions import final_captions, latest_reviews
 from pathgen.store.models import (
@@ -49,6 +51,8 @@ class StageRow:
 @dataclass
 class RunSummary:
     run: Run
+    #: What to show: derived from the queue, so a run finished by workers reads completed.
+    status: str = ""
     stages: list[StageRow] = field(default_factory=list)
     slides: int = 0
     slides_failed: int = 0
@@ -98,7 +102,12 @@ async def run_summaries(session: AsyncSession, run_id: str | None = None) -> lis
     def row(rid: str, stage: str) -> StageRow:
         return stages.setdefault((rid, stage), StageRow(stage))
 
-    for rid, by_stage in (await status_counts(session, ids)).items():
+    counts = await status_counts(session, ids)
+    for r in runs:
+        out[r.id].status = effective_status(
+            r.status, counts.get(r.id, {}), owner_alive=owner_alive(r.owner)
+        )
+    for rid, by_stage in counts.items():
         for stage, by in by_stage.items():
             r = row(rid, stage)
             r.queued, r.in_flight = by.get("queued", 0), by.get("leased", 0)

@@ -6,6 +6,8 @@ escapes the words itself, see :mod:`pathgen.web.diffs`).
 
 from __future__ import annotations
 
+import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -15,8 +17,8 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-TEMPLATES_DIR = Path(__file__).parent / "templates"
-STATIC_DIR = Path(__file__).parent / "static"
+TEMPLATES_DIR = Path(os.fspath(resources.files("pathgen.web") / "templates"))
+STATIC_DIR = Path(os.fspath(resources.files("pathgen.web") / "static"))
 REVIEWER_COOKIE = "pathgen_reviewer"
 MAX_REVIEWER = 128
 

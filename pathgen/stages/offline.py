@@ -1,7 +1,7 @@
 """The offline provider: a deterministic, network-free baseline driven by a CLIP model.
 
 It answers the same :class:`ChatRequest` objects as the HTTP providers and reads
-``request.meta["stage"]`` (set by :mod:`pathgen.stages`) to decide what to do:
+``request.meta["stage"]`` (set by the stage runners) to decide what to do:
 
 * ``describe``: CLIP zero-shot scores of the morphology vocabulary -> confident findings;
 * ``degrade`` (llm mode): the rule degrader, answered as the JSON an LLM would give;

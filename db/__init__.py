@@ -1,0 +1,1 @@
+"""Alembic migrations (data for Alembic): installed as ``pathgen.assets.db``."""

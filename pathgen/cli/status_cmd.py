@@ -1,0 +1,65 @@
+"""``pathgen status`` and ``pathgen retry``: watch a run, requeue its parked items."""
+
+from __future__ import annotations
+
+import typer
+
+from pathgen.cli.context import console, run_async, state
+from pathgen.cli.summary import print_summary
+
+
+async def _latest(url: str) -> str | None:
+    from pathgen.runs.registry import latest_run_id
+    from pathgen.store.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        return await latest_run_id(engine)
+    finally:
+        await engine.dispose()
+
+
+def status(
+    ctx: typer.Context,
+    run_id: str | None = typer.Argument(None, help="Run id (default: the latest run)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Per-stage counts, tokens and cost of a run, and what is parked (from any machine)."""
+    from pathgen.errors import ConfigError
+
+    settings = state(ctx).settings
+    rid = run_id or run_async(lambda: _latest(settings.database.url))
+    if rid is None:
+        raise ConfigError("no runs in this database yet", key="RUN")
+    print_summary(rid, settings, "json" if as_json else "rich")
+
+
+async def _retry(url: str, run_id: str, stage: str | None) -> int:
+    from pathgen.runs import queue
+    from pathgen.store.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        return await queue.retry_failed(engine, run_id, stage)
+    finally:
+        await engine.dispose()
+
+
+def retry(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="Run id."),
+    stage: str | None = typer.Option(None, help="Only this stage (default: every stage)."),
+) -> None:
+    """Requeue a run's parked (failed) items with fresh attempts."""
+    from pathgen.runs.graph import parse_stages
+
+    if stage is not None:
+        parse_stages(stage, key="--stage")
+    url = state(ctx).settings.database.url
+    n = run_async(lambda: _retry(url, run_id, stage))
+    console().print(f"requeued {n} item(s); run `pathgen run` or start workers to process them")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("retry")(retry)

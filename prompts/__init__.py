@@ -1,0 +1,1 @@
+"""Prompt templates and vocabularies (data only): installed as ``pathgen.assets.prompts``."""
