@@ -21,6 +21,7 @@ from pathgen.cli import (  # one command module per line
     serve_cmd,
     synth_cmd,
     tiles_cmd,
+    train_cmd,
 )
 from pathgen.cli.context import state
 from pathgen.errors import ConfigError, PathgenError
@@ -66,6 +67,7 @@ COMMAND_MODULES = (  # one per line, same order as the import
     demo_cmd,
     eval_cmd,
     serve_cmd,
+    train_cmd,
 )
 for module in COMMAND_MODULES:
     module.register(app)
