@@ -125,9 +125,7 @@ def test_training_beats_the_base_model_on_held_out_slides(
     settings = load_settings(class_run.config).model
     weights = trained / "model" / "open_clip_model.safetensors"
     clip = load_clip(settings.model_copy(update={"pretrained": str(weights)}))
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        f"local-dir:{trained / 'model'}"
-    )
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{trained / 'model'}")
     saved = safetensors.torch.load_file(str(weights))
     for name, tensor in model.state_dict().items():
         assert np.array_equal(tensor.numpy(), saved[name].numpy()), name
@@ -229,3 +227,61 @@ def test_open_clip_train_trains_an_exported_local_dir_model(
     log = (logs / "one-step" / "out.log").read_text()
     assert "Train Epoch: 0 [2/2 (100%)]" in log
     assert (logs / "one-step" / "checkpoints" / "epoch_1.pt").is_file()
+
+
+def test_zeroshot_and_retrieval_of_base_and_trained_in_one_report(
+    class_run: ClassRun, trained: Path, tmp_path: Path
+) -> None:
+    """`pathgen zeroshot-eval` on the held-out tiles (labelled by their slide's manifest label)
+    and the retrieval evaluation on the same pairs, base and trained side by side."""
+    import pyarrow.parquet as pq
+
+    from pathgen.eval.retrieval import iter_pairs
+
+    val = trained / "data" / "val"
+    label_of = {r["key"]: r["label"] for r in pq.read_table(val / "manifest.parquet").to_pylist()}
+    labelled = tmp_path / "labelled"  # class folders named by the class caption, prompt "{}"
+    for key, image, _ in iter_pairs(val):
+        folder = labelled / CLASSES[label_of[key]][1].replace(" ", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"{key}.png")
+    model = load_settings(class_run.config).model
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        app,
+        [
+            "zeroshot-eval",
+            str(labelled),
+            "--pairs",
+            str(val),
+            "--out",
+            str(out),
+            "--model-name",
+            model.name,
+            "--config-json",
+            str(model.config_json),
+            "--pretrained",
+            str(model.pretrained),
+            "--compare-pretrained",
+            str(trained / "model" / "open_clip_model.safetensors"),
+            "--device",
+            "cpu",
+        ],  # fmt: skip
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["checkpoints"]) == set(metrics["retrieval"]["checkpoints"])
+    summary = json.loads((trained / "summary.json").read_text())["retrieval"]["checkpoints"]
+    for mine, theirs in (("base", "base"), ("compare", "trained")):
+        got = metrics["retrieval"]["checkpoints"][mine]
+        assert got["image_to_text"] == pytest.approx(summary[theirs]["image_to_text"])
+        assert got["fingerprint"] == summary[theirs]["fingerprint"]
+    zs = metrics["checkpoints"]
+    print(
+        f"zero-shot accuracy: base {zs['base']['accuracy']:.3f}, trained "
+        f"{zs['compare']['accuracy']:.3f}"
+    )
+    assert zs["compare"]["accuracy"] > zs["base"]["accuracy"]
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert "summary-table" in html and "retrieval-table" in html

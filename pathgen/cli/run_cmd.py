@@ -112,9 +112,17 @@ def register(app: typer.Typer) -> None:
         redo: str | None = typer.Option(
             None,
             help="Caption stage(s) to run again, with the stages after them (e.g. "
-            "after changing a model or prompt); same model+prompt outputs are reused.",
+            "after changing a model or prompt); same model+prompt outputs are reused. "
+            "'select': embed with the current [model] and select again (a new selection "
+            "round); newly kept tiles are captioned, kept ones keep their captions.",
         ),
         force: bool = typer.Option(False, help="With --redo: always make new revisions."),
+        model_pretrained: str | None = typer.Option(
+            None,
+            "--model-pretrained",
+            help="Use this checkpoint as [model] pretrained (e.g. a `pathgen train-clip` "
+            "result, with --redo select).",
+        ),
     ) -> None:
         """Run (or resume) the whole pipeline for the manifest in the config."""
         from workers.pipeline import main as run_main
@@ -122,6 +130,9 @@ def register(app: typer.Typer) -> None:
         if log_format not in LOG_FORMATS:
             raise ConfigError(f"--log-format must be one of {LOG_FORMATS}", key="--log-format")
         settings = load_settings(config) if config else state(ctx).settings
+        if model_pretrained:
+            model = settings.model.model_copy(update={"pretrained": model_pretrained})
+            settings = settings.model_copy(update={"model": model})
         entries = _entries(settings, manifest, [])
         if not entries:
             raise ConfigError(

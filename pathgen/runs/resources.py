@@ -106,16 +106,26 @@ class RunResources:
         self.settings = settings
         self.engine = engine
         self._by_run: dict[str, Resources] = {}
+        self._configs: dict[str, Any] = {}
+        self._retired: list[Resources] = []
         self._lock = asyncio.Lock()
 
-    async def for_run(self, run_id: str) -> Resources:
+    async def for_run(self, run_id: str, *, fresh: bool = False) -> Resources:
+        """The run's resources; ``fresh`` rebuilds them when the run's stored settings
+        changed since (``run --redo select`` with a new model, seen by a running worker)."""
         async with self._lock:
-            if run_id not in self._by_run:
+            if fresh or run_id not in self._by_run:
                 from pathgen.store.engine import session_scope
                 from pathgen.store.models import Run
 
                 async with session_scope(self.engine) as session:
                     run = await session.get(Run, run_id)
+                config = run.config if run is not None else None
+                if run_id in self._by_run and self._configs.get(run_id) == config:
+                    return self._by_run[run_id]
+                if run_id in self._by_run:  # items in flight may still use the old ones
+                    self._retired.append(self._by_run.pop(run_id))
+                self._configs[run_id] = config
                 settings = self.settings
                 if run is not None and run.config:
                     snap = Settings.model_validate(run.config)
@@ -132,6 +142,7 @@ class RunResources:
             return self._by_run[run_id]
 
     async def aclose(self) -> None:
-        for res in self._by_run.values():
+        for res in [*self._by_run.values(), *self._retired]:
             await res.aclose()
         self._by_run.clear()
+        self._retired.clear()

@@ -3,7 +3,8 @@
 A tile's *final caption* in a run is its newest successful revision among the
 caption-path outputs: a ``summarize`` (or ``fuse``-then-summarize) result on the
 ``caption`` branch, or a curator's ``human`` edit. Its *review state* is the newest
-review decision (accept / reject / edit), or ``unreviewed``.
+review decision (accept / reject / edit), or ``unreviewed``. A tile that a re-selection
+no longer keeps has no final caption (its revisions stay stored).
 
 Example::
 
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pathgen.errors import StoreError
 from pathgen.store.models import CaptionRevision, Review, utcnow
 from pathgen.store.revisions import NewRevision, insert_revisions
+from pathgen.store.selections import dropped_tiles
 
 FINAL_STAGES = ("summarize", "human")
 DECISIONS = ("accept", "reject", "edit")
@@ -47,6 +49,7 @@ async def final_captions(
             CaptionRevision.stage.in_(FINAL_STAGES),
             CaptionRevision.branch == "caption",
             CaptionRevision.status == "ok",
+            CaptionRevision.tile_id.not_in(dropped_tiles(run_id)),
         )
         .group_by(CaptionRevision.tile_id)
     )
