@@ -158,10 +158,16 @@ def test_lora_trains_adapters_only_resumes_and_merges(class_run: ClassRun, train
     source = trained / "data" / "export"
     with pytest.raises(KeyboardInterrupt):
         finetune(source, base, out, opts, on_epoch=stop_after_first)
-    summary = finetune(source, base, out, opts)
+    summary = finetune(source, base, out, opts, report_to="tensorboard")
     assert summary["resumed_after_epoch"] == 1
     assert [e["epoch"] for e in summary["epochs"]] == [1, 2]
     assert summary["precision"] == "amp_bf16" and summary["device"] == "cpu"
+    # open_clip_train's own TensorBoard logging (--report-to tensorboard) wrote its events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "logs" / "pathgen" / "tensorboard")).Reload()
+    assert {"train/loss", "val/clip_val_loss"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("val/clip_val_loss")] == [2]  # the resumed epoch
 
     adapter = safetensors.torch.load_file(str(out / "lora_adapter" / "adapter_model.safetensors"))
     adapter_params = sum(t.numel() for t in adapter.values())

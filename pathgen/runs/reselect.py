@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pathgen.runs import queue
 from pathgen.settings import Settings
 from pathgen.store.engine import session_scope
-from pathgen.store.models import Run, SelectionRound, WorkItem, utcnow
+from pathgen.store.models import Run, SelectionRound, utcnow
 from pathgen.store.selections import current_round
 
 SECTIONS = ("model", "selection")
@@ -67,27 +68,5 @@ async def start_round(
                 created_at=now,
             )
         )
-        rows = (
-            await session.execute(
-                select(WorkItem.id, WorkItem.payload).where(
-                    WorkItem.run_id == run_id,
-                    WorkItem.stage == "embed",
-                    WorkItem.status.in_(("done", "failed")),
-                )
-            )
-        ).all()
-        for item_id, payload in rows:
-            await session.execute(
-                update(WorkItem)
-                .where(WorkItem.id == item_id)
-                .values(
-                    status="queued",
-                    attempts=0,
-                    available_at=now,
-                    updated_at=now,
-                    done_at=None,
-                    last_error=None,
-                    payload={**(payload or {}), "reselect": round_no},
-                )
-            )
-    return round_no, len(rows)
+    requeued = await queue.requeue_done(engine, run_id, ["embed"], payload={"reselect": round_no})
+    return round_no, requeued

@@ -73,7 +73,17 @@ class _TrackedLoss:
         return losses
 
 
-def _args(split: Split, out_dir: Path, opts: TrainOptions, device: str, precision: str, **kw):  # noqa: ANN202
+def _args(
+    split: Split,
+    out_dir: Path,
+    opts: TrainOptions,
+    *,
+    device: str,
+    precision: str,
+    model_name: str,
+    report_to: str,
+    wandb_project: str | None,
+) -> Any:
     """open_clip_train's argument namespace, parsed by its own ``parse_args``."""
     from open_clip_train.distributed import init_distributed_device
     from open_clip_train.params import parse_args
@@ -94,14 +104,14 @@ def _args(split: Split, out_dir: Path, opts: TrainOptions, device: str, precisio
         "--device", device,
         "--logs", str(out_dir / "logs"),
         "--name", "pathgen",
-        "--model", kw["model_name"],
+        "--model", model_name,
         "--log-every-n-steps", "1",
         "--val-frequency", "1",
     ]  # fmt: skip
-    if kw.get("report_to"):
-        argv += ["--report-to", kw["report_to"]]
-    if kw.get("wandb_project"):
-        argv += ["--wandb-project-name", kw["wandb_project"]]
+    if report_to:
+        argv += ["--report-to", report_to]
+    if wandb_project:
+        argv += ["--wandb-project-name", wandb_project]
     args = parse_args(argv)
     init_distributed_device(args)
     args.distill = False
@@ -262,8 +272,8 @@ def _train(
         split,
         out_dir,
         opts,
-        device,
-        precision,
+        device=device,
+        precision=precision,
         model_name=clip.name,
         report_to=report_to,
         wandb_project=wandb_project,
