@@ -145,7 +145,7 @@ def test_lora_trains_adapters_only_resumes_and_merges(class_run: ClassRun, train
     opts = TrainOptions(
         tune="lora-image",
         epochs=2,
-        batch_size=16,
+        batch_size=32,
         lr=1e-3,
         val_fraction=0.5,
         device="cpu",

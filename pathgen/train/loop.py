@@ -261,6 +261,9 @@ def _train(
             f"(--batch-size {opts.batch_size}); lower --batch-size",
             out_dir=str(out_dir),
         )
+    from open_clip_train.main import random_seed
+
+    random_seed(opts.seed, 0)  # as open_clip_train.main: augmentation and order repeat
     clip = load_clip(base.model_copy(update={"device": device, "precision": "fp32"}))
     model = clip.model
     model.output_dict = True
