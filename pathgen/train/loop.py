@@ -27,7 +27,7 @@ from typing import Any
 from pathgen.errors import TrainError
 from pathgen.export.open_clip_model import WEIGHTS_FILE, write_open_clip_model
 from pathgen.settings import ModelSettings
-from pathgen.train.lora import add_lora, count_parameters, merge_lora
+from pathgen.train.lora import add_lora, count_parameters, merge_lora, trainable_names
 from pathgen.train.options import TrainOptions, pick_device, precision_for
 from pathgen.train.split import Split
 from pathgen.train.state import TrainState, load_checkpoint, save_checkpoint
@@ -245,6 +245,8 @@ def _train(
     import torch
     from open_clip import create_loss
     from open_clip.transform import PreprocessCfg, image_transform_v2
+    from open_clip_train.data import get_data
+    from open_clip_train.main import random_seed
     from open_clip_train.scheduler import cosine_lr
     from open_clip_train.train import evaluate, train_one_epoch
 
@@ -261,8 +263,6 @@ def _train(
             f"(--batch-size {opts.batch_size}); lower --batch-size",
             out_dir=str(out_dir),
         )
-    from open_clip_train.main import random_seed
-
     random_seed(opts.seed, 0)  # as open_clip_train.main: augmentation and order repeat
     clip = load_clip(base.model_copy(update={"device": device, "precision": "fp32"}))
     model = clip.model
@@ -270,7 +270,7 @@ def _train(
     train_tf = image_transform_v2(PreprocessCfg(**model.visual.preprocess_cfg), is_train=True)
     model = _prepare_model(model, opts)
     trainable, total = count_parameters(model)
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    names = trainable_names(model)
     args = _args(
         split,
         out_dir,
@@ -294,8 +294,6 @@ def _train(
         start_epoch = int(checkpoint["epoch"])
         state.epochs = state.epochs[:start_epoch]
         log.info("resuming after epoch %d from %s", start_epoch, checkpoint_dir)
-
-    from open_clip_train.data import get_data
 
     data = get_data(args, (train_tf, clip.preprocess), epoch=start_epoch, tokenizer=clip.tokenizer)
     steps = data["train"].dataloader.num_batches

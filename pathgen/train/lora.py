@@ -75,7 +75,7 @@ def count_parameters(model: Any) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def adapter_parameter_names(model: Any) -> list[str]:
+def trainable_names(model: Any) -> list[str]:
     """Names of the trainable parameters (for a LoRA model: the adapters only)."""
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
