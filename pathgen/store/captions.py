@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pathgen.errors import StoreError
 from pathgen.store.models import CaptionRevision, Review, utcnow
 from pathgen.store.revisions import NewRevision, insert_revisions
-from pathgen.store.selections import dropped_tiles
+from pathgen.store.selections import current_round, dropped_tiles
 
 FINAL_STAGES = ("summarize", "human")
 DECISIONS = ("accept", "reject", "edit")
@@ -49,10 +49,11 @@ async def final_captions(
             CaptionRevision.stage.in_(FINAL_STAGES),
             CaptionRevision.branch == "caption",
             CaptionRevision.status == "ok",
-            CaptionRevision.tile_id.not_in(dropped_tiles(run_id)),
         )
         .group_by(CaptionRevision.tile_id)
     )
+    if await current_round(session, run_id) > 0:
+        newest = newest.where(CaptionRevision.tile_id.not_in(dropped_tiles(run_id)))
     if tile_ids is not None:
         newest = newest.where(CaptionRevision.tile_id.in_(tile_ids))
     revs = (
