@@ -15,7 +15,8 @@ carries the data needed to say what went wrong and what to do about it::
     │   └── BadOutput         the model answered, but not with usable text
     ├── StoreError            database problems
     │   └── ImmutableRevisionError   an attempt to change or delete a stored revision
-    └── ExportError           an export cannot be written
+    ├── ExportError           an export cannot be written
+    └── TrainError            a CLIP training cannot start, resume or finish
 """
 
 from __future__ import annotations
@@ -122,3 +123,11 @@ class ImmutableRevisionError(StoreError):
 
 class ExportError(PathgenError):
     """An export could not be written."""
+
+
+class TrainError(PathgenError):
+    """A CLIP training cannot start, resume or finish; ``out_dir`` is its folder."""
+
+    def __init__(self, message: str, *, out_dir: str | None = None) -> None:
+        self.out_dir = out_dir
+        super().__init__(f"{out_dir}: {message}" if out_dir else message)

@@ -130,7 +130,7 @@ async def test_rerun_with_changed_settings(tmp_path: Path) -> None:
     drift = await _run(config)
     assert drift.exit_code == 2, drift.output
     assert "selection.duplicate_threshold: 0.999 -> 0.95" in drift.output
-    assert "select: finished work cannot be redone in place" in drift.output
+    assert "rerun with --redo select" in drift.output  # a new selection round
     assert await _stored(db) == stored  # never silently rewritten
 
     config.write_text(base + "[captioning.describe]\nmax_concurrency = 3\n")

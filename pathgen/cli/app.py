@@ -27,6 +27,7 @@ from pathgen.cli import (  # one command module per line
     synth_cmd,
     tile_cmd,
     tiles_cmd,
+    train_cmd,
     worker_cmd,
 )
 from pathgen.cli.context import state
@@ -87,6 +88,7 @@ COMMAND_MODULES = (  # one per line, same order as the import
     demo_cmd,
     eval_cmd,
     serve_cmd,
+    train_cmd,
 )
 for module in COMMAND_MODULES:
     module.register(app)

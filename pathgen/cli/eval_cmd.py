@@ -57,8 +57,18 @@ def eval_command(
         help="Text embedder for near-duplicates and reference similarity: minilm or clip.",
     ),
     device: str | None = typer.Option(None, "--device", help="Override the run's model device."),
+    compare_selection: str | None = typer.Option(
+        None,
+        "--compare-selection",
+        help="Also compare RUN's current selection with this one: RUN@N (round N of a "
+        "re-selected run) or OTHER_RUN, on the slides both hold.",
+    ),
 ) -> None:
-    """Measure caption quality of RUN and write OUT/index.html and OUT/metrics.json."""
+    """Measure caption quality of RUN and write OUT/index.html and OUT/metrics.json.
+
+    With --compare-selection, the report also compares two selections of the same slides
+    (overlap, retrieval scores, cluster coverage, duplicate rate).
+    """
     if text_model not in ("minilm", "clip"):
         raise ConfigError(f"--text-model must be 'minilm' or 'clip', not {text_model!r}")
     os.environ["HF_HUB_OFFLINE"] = "1"  # never reach the hub from an evaluation
@@ -82,6 +92,8 @@ def eval_command(
         sentence=sentence,
         reader_threads=model_settings.reader_threads,
     )
+    if compare_selection:
+        metrics["selection"] = _compare(url, compare_selection, run_id, device)
     index = write_eval_report(metrics, out)
     for name, group in metrics["groups"].items():
         console.print(
@@ -96,9 +108,45 @@ def eval_command(
     console.print(f"report written to {index}", highlight=False)
 
 
+def _compare(url: str, before: str, run_id: str, device: str | None) -> dict[str, Any]:
+    """Selection ``before`` against RUN's current selection, scored by both their models."""
+    from pathgen.embed.model import load_clip
+    from pathgen.eval.selection import compare_selections, load_selections
+    from pathgen.store.engine import make_engine
+
+    async def load() -> Any:
+        engine = make_engine(url)
+        try:
+            return await load_selections(engine, before, run_id)
+        finally:
+            await engine.dispose()
+
+    data = run_async(load)
+    clips: dict[str, Any] = {}
+    for label, model in data.models.items():
+        if label == "b" and model == data.models["a"]:
+            continue  # one model made both selections
+        clips[label] = load_clip(model.model_copy(update={"device": device}) if device else model)
+    comparison = compare_selections(data, clips)
+    overlap = comparison["overlap"]
+    console.print(
+        f"selection {comparison['a']['selection']} kept {comparison['a']['kept']}, "
+        f"{comparison['b']['selection']} kept {comparison['b']['kept']}: {overlap['both']} in "
+        f"both (Jaccard {overlap['jaccard']:.3f})",
+        highlight=False,
+    )
+    return comparison
+
+
 def zeroshot_command(
-    source: Path = typer.Argument(
-        ..., metavar="DIR", help="Labelled tiles: DIR/<class>/*.png, or a CSV (image,label)."
+    source: Path | None = typer.Argument(
+        None, metavar="[DIR]", help="Labelled tiles: DIR/<class>/*.png, or a CSV (image,label)."
+    ),
+    pairs: Path | None = typer.Option(
+        None,
+        "--pairs",
+        help="Also measure image↔caption recall@1/5/10 on these pairs (an export folder, "
+        "e.g. `pathgen train-clip`'s OUT/data/val).",
     ),
     model_name: str = typer.Option("ViT-B-16", "--model-name", help="open_clip model name."),
     pretrained: str = typer.Option(..., "--pretrained", help="Checkpoint path or open_clip tag."),
@@ -112,15 +160,18 @@ def zeroshot_command(
     out: Path = typer.Option(..., "--out", "-o", help="Report directory (created)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
 ) -> None:
-    """Zero-shot classification accuracy of a CLIP checkpoint (or two) on labelled tiles."""
+    """Zero-shot accuracy on labelled tiles and/or retrieval on pairs, checkpoints side by side."""
     from pathgen.eval.report import write_zeroshot_report
+    from pathgen.eval.retrieval import retrieval_eval
     from pathgen.eval.zeroshot import load_labelled, zeroshot_eval
     from pathgen.settings import ModelSettings
 
+    if source is None and pairs is None:
+        raise ConfigError("give labelled tiles (DIR), --pairs EXPORT_DIR, or both", key="DIR")
     for tpl in template or []:
         if "{}" not in tpl:
             raise ConfigError(f"--template {tpl!r} needs a {{}} where the class name goes")
-    data = load_labelled(source)
+    data = load_labelled(source) if source is not None else None
 
     from pydantic import ValidationError
 
@@ -138,12 +189,21 @@ def zeroshot_command(
     checkpoints = {"base": settings_for(pretrained)}
     if compare_pretrained:
         checkpoints["compare"] = settings_for(compare_pretrained)
-    metrics = zeroshot_eval(data, checkpoints, template or None)
+    metrics = zeroshot_eval(data, checkpoints, template or None) if data is not None else {}
+    if pairs is not None:
+        metrics["retrieval"] = retrieval_eval(pairs, checkpoints)
     index = write_zeroshot_report(metrics, out)
-    for label, result in metrics["checkpoints"].items():
+    for label, result in metrics.get("checkpoints", {}).items():
         console.print(
             f"{label} ({result['pretrained']}): accuracy {result['accuracy']:.3f}, balanced "
             f"{result['balanced_accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}",
+            highlight=False,
+        )
+    for label, result in metrics.get("retrieval", {}).get("checkpoints", {}).items():
+        console.print(
+            f"{label} ({result['pretrained']}): image→text R@1 "
+            f"{result['image_to_text']['r@1']:.3f}, text→image R@1 "
+            f"{result['text_to_image']['r@1']:.3f} on {result['pairs']} pairs",
             highlight=False,
         )
     console.print(f"report written to {index}", highlight=False)

@@ -31,7 +31,10 @@ def run_model_settings(run_config: dict[str, Any], fallback: ModelSettings) -> M
         raise ConfigError(f"the run's stored model settings are invalid: {exc}") from None
 
 
-async def _webdataset(settings: Settings, run_id: str, out: Path, options: Any, reviewed: bool):
+async def write_run_webdataset(
+    settings: Settings, run_id: str, out: Path, options: Any, reviewed: bool
+):  # noqa: ANN201 - WebDatasetResult, imported lazily
+    """Export RUN's samples as WebDataset shards into ``out`` (resumable)."""
     import asyncio
 
     from pathgen.export import load_samples, write_webdataset
@@ -81,7 +84,7 @@ def webdataset(
     options = WebDatasetOptions(
         shard_size=shard_size, min_clip_score=min_clip_score, workers=workers
     )
-    result = run_async(lambda: _webdataset(settings, run, out, options, only_reviewed))
+    result = run_async(lambda: write_run_webdataset(settings, run, out, options, only_reviewed))
     kept = f", {len(result.kept_shards)} kept from an earlier run" if result.kept_shards else ""
     dropped = (
         f", {result.below_min_score} below --min-clip-score" if min_clip_score is not None else ""
@@ -151,6 +154,45 @@ def captions(
     settings = state(ctx).settings
     count = run_async(lambda: _captions(settings, run, out))
     console.print(f"exported {count} revisions to {out}", highlight=False, soft_wrap=True)
+
+
+async def _stored_model(settings: Settings, run_id: str) -> ModelSettings:
+    from pathgen.runs.registry import run_settings
+    from pathgen.store.engine import make_engine
+
+    engine = make_engine(settings.database.url)
+    try:
+        return (await run_settings(engine, run_id)).model
+    finally:
+        await engine.dispose()
+
+
+@export_app.command("open-clip-model")
+def open_clip_model(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Folder to write (open_clip local-dir: layout)."),
+    run: str | None = typer.Option(
+        None, "--run", help="Export the model RUN used (default: the config's [model])."
+    ),
+) -> None:
+    """Write the CLIP model as an open_clip `local-dir:` folder (config + weights).
+
+    open_clip_train then trains it with `--model local-dir:OUT`, whatever its architecture.
+    """
+    from pathgen.embed import load_clip
+    from pathgen.export.open_clip_model import WEIGHTS_FILE, write_open_clip_model
+
+    settings = state(ctx).settings
+    model = run_async(lambda: _stored_model(settings, run)) if run else settings.model
+    clip = load_clip(model.model_copy(update={"device": "cpu"}))
+    folder = write_open_clip_model(clip.model, clip.name, out)
+    console.print(
+        f"wrote {folder} ({clip.fingerprint}); train it with "
+        f"`python -m open_clip_train.main --model local-dir:{folder} ...`; its weights "
+        f"{folder / WEIGHTS_FILE} are a [model] pretrained for pathgen",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -28,9 +28,17 @@ def run(
     redo: str | None = typer.Option(
         None,
         help="Caption stage(s) to run again, with the stages after them (e.g. after "
-        "changing a model or prompt); same model+prompt outputs are reused.",
+        "changing a model or prompt); same model+prompt outputs are reused. "
+        "'select': embed with the current [model] and select again (a new selection "
+        "round); newly kept tiles are captioned, kept ones keep their captions.",
     ),
     force: bool = typer.Option(False, help="With --redo: always make new revisions."),
+    model_pretrained: Path | None = typer.Option(
+        None,
+        "--model-pretrained",
+        help="Use this checkpoint as [model] pretrained (e.g. a `pathgen train-clip` "
+        "result, with --redo select).",
+    ),
     check: bool = typer.Option(
         False, "--check", help="Before starting, send one tiny request to each provider."
     ),
@@ -47,6 +55,9 @@ def run(
 
     check_log_format(log_format)
     settings = load_settings(config) if config else state(ctx).settings
+    if model_pretrained is not None:
+        model = settings.model.model_copy(update={"pretrained": str(model_pretrained.resolve())})
+        settings = settings.model_copy(update={"model": model})
     if force and not redo:
         raise ConfigError("--force only applies with --redo STAGE", key="--force")
     summary = run_main(

@@ -128,12 +128,16 @@ def write_eval_report(metrics: dict[str, Any], out_dir: str | os.PathLike[str]) 
 
 
 def write_zeroshot_report(metrics: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
-    """Write the ``pathgen zeroshot-eval`` report; returns the path of ``index.html``."""
+    """Write the checkpoint comparison report; returns the path of ``index.html``.
+
+    ``metrics`` holds zero-shot results (``checkpoints``, from ``pathgen zeroshot-eval``),
+    a ``retrieval`` section (:mod:`pathgen.eval.retrieval`), or both.
+    """
     out = Path(out_dir)
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     figures = {}
-    for label, result in metrics["checkpoints"].items():
+    for label, result in metrics.get("checkpoints", {}).items():
         name = f"plots/confusion_{slug(label)}.png"
         plots.confusion_matrix_plot(
             result["confusion_matrix"],

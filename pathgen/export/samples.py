@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pathgen.errors import ExportError
 from pathgen.store.captions import final_captions
-from pathgen.store.models import CaptionRevision, Run, Slide, Tile
+from pathgen.store.models import CaptionRevision, Run, RunSlide, Slide, Tile
 
 REVIEWED = ("accept", "edit")
 _CHAIN_COLUMNS = (
@@ -54,6 +54,7 @@ class ExportSample:
     review: str
     reviewer: str | None
     chain: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    label: str | None = None  # the manifest label of the slide in this run
 
     def provenance(self) -> dict[str, Any]:
         """The sample's ``.json`` record (without scores, which an export adds)."""
@@ -65,6 +66,7 @@ class ExportSample:
                 "path": self.slide_path,
                 "fingerprint": self.slide_fingerprint,
                 "mpp": self.slide_mpp,
+                "label": self.label,
             },
             "x": self.x,
             "y": self.y,
@@ -157,14 +159,15 @@ async def load_samples(
         return []
     tiles = (
         await session.execute(
-            select(Tile, Slide)
+            select(Tile, Slide, RunSlide.label)
             .join(Slide, Slide.id == Tile.slide_id)
+            .outerjoin(RunSlide, (RunSlide.slide_id == Slide.id) & (RunSlide.run_id == run_id))
             .where(Tile.id.in_(sorted(keep)))
         )
     ).all()
     chains = await _chains(session, run_id, [fc.revision_id for fc in keep.values()])
     samples = []
-    for tile, slide in tiles:
+    for tile, slide, label in tiles:
         fc = keep[tile.id]
         samples.append(
             ExportSample(
@@ -186,6 +189,7 @@ async def load_samples(
                 review=fc.review,
                 reviewer=fc.reviewer,
                 chain=chains[fc.revision_id],
+                label=label,
             )
         )
     samples.sort(key=lambda s: (s.key, s.tile_id))

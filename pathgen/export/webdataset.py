@@ -238,6 +238,7 @@ def write_manifest(
             "run_id": pa.array([s.run_id for _, s in rows], pa.string()),
             "slide": pa.array([s.slide_path for _, s in rows], pa.string()),
             "slide_fingerprint": pa.array([s.slide_fingerprint for _, s in rows], pa.string()),
+            "label": pa.array([s.label for _, s in rows], pa.string()),
             "x": pa.array([s.x for _, s in rows], pa.int64()),
             "y": pa.array([s.y for _, s in rows], pa.int64()),
             "size": pa.array([s.size for _, s in rows], pa.int64()),

@@ -6,7 +6,8 @@ again with other settings is fine when the change cannot alter what the stages m
 live...): the new values are stored, and said so. A change that would make new
 outputs differ from the finished ones (a model, a prompt template, a threshold) stops
 the start, listing the keys and what to do: ``--redo STAGE`` for a caption stage
-(which then records the stage's new settings), or a new run name.
+(which then records the stage's new settings), ``--redo select`` for the model and
+selection settings (a new selection round), or a new run name.
 
 Every key is classified here, in one table: :data:`OPERATIONAL_LEAVES` (a
 :class:`~pathgen.settings.StageSettings` field that is safe in every stage) and
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pathgen.errors import ConfigDrift
+from pathgen.runs.graph import REDONE_WITH, redone_stages
 
 #: Fields of any stage's LLM settings that change speed, cost accounting or where the
 #: provider is reached, never what it is asked or which model answers.
@@ -154,8 +156,12 @@ COMPARED_ON_REDO = frozenset({"provider", "model", "template", "mode"})
 def _advice(blocking: list[Change], caption_stages: Sequence[str]) -> str:
     stages = {c.stage for c in blocking}
     new_run = "start a separate run (set run.name or pass --run-id NEW), or put the old values back"
-    if stages and stages <= set(caption_stages):
-        named = ",".join(s for s in caption_stages if s in stages)
+    redoable = set(caption_stages) | set(REDONE_WITH["select"])
+    if stages and stages <= redoable:
+        named = ",".join(
+            (["select"] if stages & set(REDONE_WITH["select"]) else [])
+            + [s for s in caption_stages if s in stages]
+        )
         return (
             f"to make new outputs with these settings, rerun with --redo {named} "
             f"(each stage's new outputs requeue the stages after it); or {new_run}"
@@ -181,7 +187,8 @@ def reconcile(
     needs ``force``, or the old outputs would be reused under the new settings.
     """
     found = changes(stored, new)
-    blocking = [c for c in found if not c.operational and c.stage not in redo]
+    redone = redone_stages(redo)
+    blocking = [c for c in found if not c.operational and c.stage not in redone]
     if blocking:
         raise ConfigDrift(
             run_id,
@@ -191,7 +198,10 @@ def reconcile(
     unseen = [
         c
         for c in found
-        if not c.operational and not force and c.key.split(".")[-1] not in COMPARED_ON_REDO
+        if not c.operational
+        and not force
+        and c.stage not in REDONE_WITH["select"]  # a new selection round reuses nothing stale
+        and c.key.split(".")[-1] not in COMPARED_ON_REDO
     ]
     if unseen:
         raise ConfigDrift(

@@ -15,6 +15,11 @@ from pathgen.types import PIPELINE_STAGES
 
 #: The stages that make caption revisions, in order (what ``--redo`` can run again).
 CAPTION_STAGES: tuple[str, ...] = PIPELINE_STAGES[PIPELINE_STAGES.index("describe") :]
+#: What ``--redo`` accepts: ``select`` (embed again with the current model, select again:
+#: a new selection round, see :mod:`pathgen.runs.reselect`) and the caption stages.
+REDOABLE: tuple[str, ...] = ("select", *CAPTION_STAGES)
+#: The stages whose settings a ``--redo`` of a stage may change (``select`` re-embeds).
+REDONE_WITH: dict[str, tuple[str, ...]] = {"select": ("embed", "select")}
 
 
 def parse_stages(value: str | None, *, key: str = "--stages") -> list[str]:
@@ -31,13 +36,21 @@ def parse_stages(value: str | None, *, key: str = "--stages") -> list[str]:
 
 
 def downstream(stages: Sequence[str]) -> list[str]:
-    """The caption stages from the earliest of ``stages`` on (what a redo must re-run)."""
-    bad = [s for s in stages if s not in CAPTION_STAGES]
+    """The caption stages from the earliest caption stage of ``stages`` on (what a redo
+    must re-run); ``select`` may be named too (it re-runs no caption stage by itself)."""
+    bad = [s for s in stages if s not in REDOABLE]
     if bad:
         raise ConfigError(
-            f"only caption stages can be redone, not {bad}; "
-            f"caption stages are {', '.join(CAPTION_STAGES)}",
+            f"only {', '.join(REDOABLE)} can be redone, not {bad}",
             key="--redo",
         )
-    first = min(CAPTION_STAGES.index(s) for s in stages)
+    captions = [s for s in stages if s in CAPTION_STAGES]
+    if not captions:
+        return []
+    first = min(CAPTION_STAGES.index(s) for s in captions)
     return list(CAPTION_STAGES[first:])
+
+
+def redone_stages(redo: Sequence[str]) -> set[str]:
+    """The stages whose settings may change with ``--redo redo`` (``select`` re-embeds)."""
+    return {t for s in redo for t in REDONE_WITH.get(s, (s,))}

@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.errors import CannotStart, ConfigError
-from pathgen.runs import queue, registry
+from pathgen.runs import queue, registry, reselect
 from pathgen.runs.drift import Change
 from pathgen.runs.graph import downstream
 from pathgen.runs.handlers.caption import (
@@ -91,7 +91,8 @@ def build_handlers(
 
 
 async def _dispatch(handler: Handler, resources: RunResources, item: Claimed) -> Completion:
-    return await handler(item, await resources.for_run(item.run_id))
+    fresh = "reselect" in item.payload  # the run's model may have changed since
+    return await handler(item, await resources.for_run(item.run_id, fresh=fresh))
 
 
 @dataclass
@@ -166,7 +167,9 @@ async def run_pipeline(
     settings (:mod:`.drift`): both raise a :class:`~pathgen.errors.ConfigError` subclass.
     ``redo`` queues finished items of those caption stages again: outputs made with the
     same provider, model and prompt are reused unless ``force`` asks for new revisions; a
-    new output queues the stages after it again.
+    new output queues the stages after it again. ``select`` in ``redo`` starts a new
+    selection round with the current model and selection settings (see
+    :mod:`pathgen.runs.reselect`).
     """
     settings = _absolute_paths(settings)
     run_id = run_id or registry.default_run_id(settings)
@@ -178,6 +181,7 @@ async def run_pipeline(
     res = RunResources(settings, engine)
     res.preload(settings.model, checked.clip)
     try:
+        previous = await reselect.stored_settings(engine, run_id) if "select" in redo else None
         start = await registry.ensure_run(
             engine, run_id, settings, redo=redo, force=force, owner=new_owner()
         )
@@ -185,9 +189,13 @@ async def run_pipeline(
         await registry.add_slides(
             engine, run_id, entries, max_attempts=settings.workers.max_attempts
         )
-        if redo:
-            requeued = await queue.requeue_done(engine, run_id, redo, force=force)
-            log.warning("requeued %d item(s) of %s", requeued, ", ".join(redo))
+        if "select" in redo:
+            round_no, requeued = await reselect.start_round(engine, run_id, previous, settings)
+            log.warning("selection round %d: re-embedding %d slide(s)", round_no, requeued)
+        caption_redo = [s for s in redo if s != "select"]
+        if caption_redo:
+            requeued = await queue.requeue_done(engine, run_id, caption_redo, force=force)
+            log.warning("requeued %d item(s) of %s", requeued, ", ".join(caption_redo))
         reclaimed = await reclaim_dead_local_leases(engine, run_id)
         if reclaimed:
             log.warning("reclaimed %d item(s) leased by a worker that died", reclaimed)

@@ -416,10 +416,15 @@ async def status_counts(
 
 
 async def requeue_done(
-    engine: AsyncEngine, run_id: str, stages: Sequence[str], *, force: bool = False
+    engine: AsyncEngine,
+    run_id: str,
+    stages: Sequence[str],
+    *,
+    force: bool = False,
+    payload: dict[str, Any] | None = None,
 ) -> int:
     """Queue a run's finished items of ``stages`` again (``force``: make new outputs even
-    where an output with the same model and prompt exists)."""
+    where an output with the same model and prompt exists; ``payload`` is added to theirs)."""
     now = utcnow()
     total = 0
     async with session_scope(engine) as session:
@@ -432,8 +437,8 @@ async def requeue_done(
                 )
             )
         ).all()
-        for item_id, payload in rows:
-            new_payload = {**(payload or {}), "force": force}
+        for item_id, old_payload in rows:
+            new_payload = {**(old_payload or {}), "force": force, **(payload or {})}
             await session.execute(
                 update(WorkItem)
                 .where(WorkItem.id == item_id)

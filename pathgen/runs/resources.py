@@ -112,18 +112,23 @@ class RunResources:
         self.engine = engine
         self._preloaded: list[tuple[ModelSettings, Any]] = []
         self._by_run: dict[str, Resources] = {}
+        self._configs: dict[str, Any] = {}
+        self._retired: list[Resources] = []
         self._lock = asyncio.Lock()
 
-    async def run_settings(self, run_id: str) -> Settings:
-        """The run's stored settings with this process's database, data dir and workers."""
+    async def _stored_config(self, run_id: str) -> dict[str, Any] | None:
         from pathgen.store.engine import session_scope
         from pathgen.store.models import Run
 
         async with session_scope(self.engine) as session:
             run = await session.get(Run, run_id)
-        if run is None or not run.config:
+        return run.config if run is not None and run.config else None
+
+    def _with_local(self, config: dict[str, Any] | None) -> Settings:
+        """A stored snapshot with this process's database, data dir and workers."""
+        if config is None:
             return self.settings
-        snap = Settings.model_validate(run.config)
+        snap = Settings.model_validate(config)
         return snap.model_copy(
             update={
                 "database": self.settings.database,
@@ -132,21 +137,34 @@ class RunResources:
             }
         )
 
+    async def run_settings(self, run_id: str) -> Settings:
+        """The run's stored settings with this process's database, data dir and workers."""
+        return self._with_local(await self._stored_config(run_id))
+
     def preload(self, model: ModelSettings, clip: Any) -> None:
         """Keep a model already loaded for ``model``, for the runs configured with it."""
         if clip is not None:
             self._preloaded.append((model, clip))
 
-    async def for_run(self, run_id: str) -> Resources:
+    async def for_run(self, run_id: str, *, fresh: bool = False) -> Resources:
+        """The run's resources; ``fresh`` rebuilds them when the run's stored settings
+        changed since (``run --redo select`` with a new model, seen by a running worker)."""
         async with self._lock:
-            if run_id not in self._by_run:
-                settings = await self.run_settings(run_id)
+            if fresh or run_id not in self._by_run:
+                config = await self._stored_config(run_id)
+                if run_id in self._by_run and self._configs.get(run_id) == config:
+                    return self._by_run[run_id]
+                if run_id in self._by_run:  # items in flight may still use the old ones
+                    self._retired.append(self._by_run.pop(run_id))
+                self._configs[run_id] = config
+                settings = self._with_local(config)
                 res = Resources(settings, self.engine)
                 res._clip = next((c for m, c in self._preloaded if m == settings.model), None)
                 self._by_run[run_id] = res
             return self._by_run[run_id]
 
     async def aclose(self) -> None:
-        for res in self._by_run.values():
+        for res in [*self._by_run.values(), *self._retired]:
             await res.aclose()
         self._by_run.clear()
+        self._retired.clear()

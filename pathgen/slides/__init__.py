@@ -16,7 +16,7 @@ from pathgen.slides.grid import TileSpec, build_grid
 from pathgen.slides.mpp import MppSource, resolve_mpp
 from pathgen.slides.preview import render_preview, write_preview
 from pathgen.slides.reader import Bounds, SlideReader, finish_tile, open_slide, read_tile
-from pathgen.slides.synth import write_synthetic_slide
+from pathgen.slides.synth import TissueStyle, write_synthetic_slide
 from pathgen.slides.tiler import (
     SlideInfo,
     TilingOutcome,
@@ -39,6 +39,7 @@ __all__ = [
     "TilingResult",
     "TissueMask",
     "TissueParams",
+    "TissueStyle",
     "build_grid",
     "detect_tissue",
     "fingerprint_slide",

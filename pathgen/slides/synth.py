@@ -21,6 +21,7 @@ import math
 import os
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -36,9 +37,21 @@ TISSUE_LEVEL = 0.45
 DEFAULT_LAYOUT_MPP = 0.25
 
 _BACKGROUND = np.array([244, 243, 246], np.float32)
-_EOSIN = np.array([233, 158, 196], np.float32)
-_HEMATOXYLIN = np.array([176, 110, 182], np.float32)
-_NUCLEUS = np.array([92, 52, 138], np.float32)
+
+
+@dataclass(frozen=True)
+class TissueStyle:
+    """Stain colours (RGB) and nuclei of the synthetic tissue; the default is plain H&E.
+
+    Slides of different styles look different to a model (colour, nuclear size and
+    density), e.g. for tests where captions must carry a signal a model can learn.
+    """
+
+    eosin: tuple[int, int, int] = (233, 158, 196)
+    hematoxylin: tuple[int, int, int] = (176, 110, 182)
+    nucleus: tuple[int, int, int] = (92, 52, 138)
+    nucleus_um: float = 3.0  # radius
+    um2_per_nucleus: float = 250.0
 
 
 def _noise(rng: np.random.Generator, spacing_um: float, fw: int, fh: int) -> np.ndarray:
@@ -66,7 +79,15 @@ def layout_fields(width_um: float, height_um: float, seed: int) -> np.ndarray:
 class _TileMaker:
     """Generates the RGB tiles of one pyramid level."""
 
-    def __init__(self, fields: np.ndarray, level_mpp: float, tile: int, seed: int, level: int):
+    def __init__(
+        self,
+        fields: np.ndarray,
+        level_mpp: float,
+        tile: int,
+        seed: int,
+        level: int,
+        style: TissueStyle,
+    ):
         self.fields = fields
         self.mpp = level_mpp
         self.tile = tile
@@ -78,8 +99,11 @@ class _TileMaker:
         sigma = max(0.6, 1.5 / level_mpp)
         tex = cv2.GaussianBlur(tex, (0, 0), sigma, sigmaY=sigma / 3)
         self.texture = tex / max(1e-6, float(tex.std()))
-        self.nucleus_px = 3.0 / level_mpp  # nucleus radius 3 µm
-        self.nuclei_per_tile = (tile * level_mpp) ** 2 / 250.0  # one per 250 µm²
+        self.nucleus_px = style.nucleus_um / level_mpp
+        self.nuclei_per_tile = (tile * level_mpp) ** 2 / style.um2_per_nucleus
+        self.eosin = np.array(style.eosin, np.float32)
+        self.hematoxylin = np.array(style.hematoxylin, np.float32)
+        self.nucleus = np.array(style.nucleus, np.float32)
 
     def make(self, tx: int, ty: int) -> np.ndarray:
         t, a = self.tile, self.mpp / FIELD_UM
@@ -102,7 +126,7 @@ class _TileMaker:
         rng = np.random.default_rng([self.seed, self.level, tx, ty])
         ox, oy = rng.integers(0, t, 2)
         tex = self.texture[oy : oy + t, ox : ox + t]
-        color = _EOSIN * (1 - mix) + _HEMATOXYLIN * mix
+        color = self.eosin * (1 - mix) + self.hematoxylin * mix
         color = color * (1 + 0.07 * tex[..., None])
         if self.nucleus_px >= 0.75:
             nuclei = np.zeros((t, t), np.uint8)
@@ -112,7 +136,7 @@ class _TileMaker:
             for (px, py), r in zip(pts.tolist(), radii.astype(int).tolist(), strict=True):
                 cv2.circle(nuclei, (px, py), r, 255, -1, lineType=cv2.LINE_AA)
             k = (nuclei.astype(np.float32) / 255.0 * np.clip(alpha * 2 - 0.5, 0, 1))[..., None]
-            color = color * (1 - k) + _NUCLEUS * k
+            color = color * (1 - k) + self.nucleus * k
         al = alpha[..., None]
         out = _BACKGROUND * (1 - al) + color * al
         return np.clip(out, 0, 255).astype(np.uint8)
@@ -140,10 +164,12 @@ def write_synthetic_slide(
     seed: int = 0,
     tile: int = 512,
     quality: int = 90,
+    style: TissueStyle = TissueStyle(),
 ) -> Path:
     """Write a synthetic H&E-like pyramidal TIFF and return its path.
 
-    ``mpp=None`` writes no resolution, so OpenSlide reports no ``openslide.mpp-x``.
+    ``mpp=None`` writes no resolution, so OpenSlide reports no ``openslide.mpp-x``;
+    ``style`` sets the stain colours and nuclei.
     """
     import tifffile
 
@@ -160,7 +186,7 @@ def write_synthetic_slide(
     with tifffile.TiffWriter(out, bigtiff=True) as tif:
         for level, (w, h) in enumerate(pyramid_sizes(width, height, tile)):
             ds = width / w
-            maker = _TileMaker(fields, layout_mpp * ds, tile, seed32, level)
+            maker = _TileMaker(fields, layout_mpp * ds, tile, seed32, level, style)
             extra: dict[str, object] = {}
             if mpp is not None:
                 per_cm = 1e4 / (mpp * ds)

@@ -3,7 +3,8 @@
 A tile's *final caption* in a run is its newest successful revision among the
 caption-path outputs: a ``summarize`` (or ``fuse``-then-summarize) result on the
 ``caption`` branch, or a curator's ``human`` edit. Its *review state* is the newest
-review decision (accept / reject / edit), or ``unreviewed``.
+review decision (accept / reject / edit), or ``unreviewed``. A tile that a re-selection
+no longer keeps has no final caption (its revisions stay stored).
 
 Example::
 
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pathgen.errors import StoreError
 from pathgen.store.models import CaptionRevision, Review, utcnow
 from pathgen.store.revisions import NewRevision, insert_revisions
+from pathgen.store.selections import current_round, dropped_tiles
 
 FINAL_STAGES = ("summarize", "human")
 DECISIONS = ("accept", "reject", "edit")
@@ -50,6 +52,8 @@ async def final_captions(
         )
         .group_by(CaptionRevision.tile_id)
     )
+    if await current_round(session, run_id) > 0:
+        newest = newest.where(CaptionRevision.tile_id.not_in(dropped_tiles(run_id)))
     if tile_ids is not None:
         newest = newest.where(CaptionRevision.tile_id.in_(tile_ids))
     revs = (

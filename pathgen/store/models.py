@@ -151,12 +151,32 @@ class RetrievalPrompt(Base):
     text: Mapped[str] = mapped_column(Text)
 
 
+class SelectionRound(Base):
+    """One selection of a run's tiles: round 0 is the first; ``run --redo select`` adds one.
+
+    ``settings`` holds the ``model`` and ``selection`` sections the round was made with.
+    """
+
+    __tablename__ = "selection_rounds"
+    __table_args__ = (UniqueConstraint("run_id", "round"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    round: Mapped[int] = mapped_column(Integer)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Selection(Base):
+    """A selection decision on a tile in one round; a slide's newest round is its current one."""
+
     __tablename__ = "selections"
-    __table_args__ = (UniqueConstraint("run_id", "tile_id"),)
+    __table_args__ = (UniqueConstraint("run_id", "round", "tile_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    model_fingerprint: Mapped[str | None] = mapped_column(String(128))
     tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"))
     kept: Mapped[bool] = mapped_column(Boolean)
     reasons: Mapped[list[Any]] = mapped_column(JSON)

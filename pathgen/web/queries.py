@@ -29,6 +29,7 @@ from pathgen.store.models import (
     Tile,
 )
 from pathgen.store.revisions import revision_chain, tile_revisions
+from pathgen.store.selections import current_selection
 from pathgen.types import PIPELINE_STAGES
 
 REVIEW_STATES = ("unreviewed", "accept", "edit", "reject")
@@ -155,10 +156,9 @@ async def run_summaries(session: AsyncSession, run_id: str | None = None) -> lis
     )
     for rid, n in tiles:
         out[rid].tiles = n
+    current = current_selection(list(ids)).where(Selection.kept.is_(True)).subquery()
     selected = await session.execute(
-        select(Selection.run_id, func.count())
-        .where(Selection.run_id.in_(ids), Selection.kept.is_(True))
-        .group_by(Selection.run_id)
+        select(current.c.run_id, func.count()).group_by(current.c.run_id)
     )
     for rid, n in selected:
         out[rid].selected = n
@@ -360,7 +360,10 @@ async def tile_detail(
             )
         )
         selection = await session.scalar(
-            select(Selection).where(Selection.run_id == run_id, Selection.tile_id == tile_id)
+            select(Selection)
+            .where(Selection.run_id == run_id, Selection.tile_id == tile_id)
+            .order_by(Selection.round.desc())
+            .limit(1)
         )
     return TileDetail(
         tile, slide, run_id, runs, run_slide, revisions, final_id, chain, reviews, selection

@@ -39,7 +39,9 @@ async def handle_embed(item: Claimed, res: Resources) -> Completion:
         ).first()
     follow = [NewWork("select", item.key)]
     if existing is not None and Path(existing.path).is_file() and existing.count > 0:
-        return Completion(item, follow_up=follow, result={"skipped": True}, new_output=False)
+        # a re-selection (``reselect`` in the payload) selects again from these embeddings
+        reselect = bool(item.payload.get("reselect"))
+        return Completion(item, follow_up=follow, result={"skipped": True}, new_output=reselect)
     if not tiles:
         raise SlideError(str(slide_id), "no_tiles", "slide has no tiles at this resolution")
 

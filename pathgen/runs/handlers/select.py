@@ -1,4 +1,8 @@
-"""The ``select`` stage: prompt retrieval + KMeans diversity + near-duplicate filter per slide."""
+"""The ``select`` stage: prompt retrieval + KMeans diversity + near-duplicate filter per slide.
+
+Decisions are written in the run's current selection round (see
+:mod:`pathgen.store.selections`) with the fingerprint of the model that made them.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from pathgen.runs.resources import Resources
 from pathgen.runs.worker import PermanentError
 from pathgen.store.engine import session_scope
 from pathgen.store.models import Embedding, RetrievalPrompt, RunSlide, Selection, Slide
+from pathgen.store.selections import current_round
 
 
 async def handle_select(item: Claimed, res: Resources) -> Completion:
@@ -30,6 +35,7 @@ async def handle_select(item: Claimed, res: Resources) -> Completion:
     async with session_scope(res.engine) as session:
         slide = await session.get(Slide, slide_id)
         link = await session.get(RunSlide, (item.run_id, slide_id))
+        round_no = await current_round(session, item.run_id)
         emb_row = (
             await session.scalars(
                 select(Embedding).where(
@@ -67,6 +73,8 @@ async def handle_select(item: Claimed, res: Resources) -> Completion:
     rows = [
         {
             "run_id": item.run_id,
+            "round": round_no,
+            "model_fingerprint": clip.fingerprint,
             "tile_id": d.tile_id,
             "kept": d.kept,
             "reasons": d.reasons,
@@ -84,14 +92,19 @@ async def handle_select(item: Claimed, res: Resources) -> Completion:
         await _store_prompts(session, item.run_id, slide_id, rep_prompts)
         if rows:
             insert = _insert(session)
-            stmt = insert(Selection).on_conflict_do_nothing(index_elements=["run_id", "tile_id"])
+            stmt = insert(Selection).on_conflict_do_nothing(
+                index_elements=["run_id", "round", "tile_id"]
+            )
             await session.execute(stmt, rows)
 
+    # A selection never changes a tile's describe input: tiles kept before keep their
+    # captions (new_output=False leaves their finished items alone); new tiles are queued.
     return Completion(
         item,
         persist=persist,
         follow_up=[NewWork("describe", str(t)) for t in kept],
-        result={"tiles": int(len(tile_ids)), "kept": len(kept), "k": result.k},
+        result={"tiles": int(len(tile_ids)), "kept": len(kept), "k": result.k, "round": round_no},
+        new_output=False,
     )
 
 
