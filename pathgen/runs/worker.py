@@ -1,6 +1,7 @@
 """The async worker: claims items of its stages, runs their handlers, completes them.
 
-Concurrency is bounded per stage; completions are batched into few transactions;
+Concurrency is bounded per stage (an item whose results are being committed no longer
+counts, so the next one starts meanwhile); completions are batched into few transactions;
 leases are kept alive by a heartbeat; a stop request (SIGINT/SIGTERM) stops claiming,
 lets in-flight items finish for ``grace_s`` seconds, then releases what is left.
 
@@ -74,12 +75,23 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class _CompletionBuffer:
-    """Collects completions and commits them in batches; ``add`` returns once committed."""
+    """Collects completions and commits them in batches; ``add`` returns once committed.
 
-    def __init__(self, engine: AsyncEngine, batch: int = 32, interval: float = 0.05) -> None:
+    A batch is committed when it is full, when ``interval`` has passed, or at once when
+    every item in flight (``in_flight()``) is waiting for it: nothing else can join it.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        batch: int = 32,
+        interval: float = 0.05,
+        in_flight: Callable[[], int] = lambda: 0,
+    ) -> None:
         self._engine = engine
         self._batch = batch
         self._interval = interval
+        self._in_flight = in_flight
         self._pending: list[tuple[Completion, asyncio.Future[bool]]] = []
         self._kick = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -87,7 +99,7 @@ class _CompletionBuffer:
     async def add(self, completion: Completion) -> bool:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((completion, fut))
-        if len(self._pending) >= self._batch:
+        if len(self._pending) >= min(self._batch, max(1, self._in_flight())):
             self._kick.set()
         return await fut
 
@@ -142,14 +154,21 @@ class Worker:
         self.stop = stop or asyncio.Event()
         self.stats = WorkerStats()
         self._inflight: dict[asyncio.Task[None], Claimed] = {}
+        #: In-flight tasks whose handler has returned and whose results are being committed:
+        #: they keep their lease but no longer count against the stage's concurrency.
+        self._committing: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
     def _free(self, stage: str) -> int:
-        busy = sum(1 for item in self._inflight.values() if item.stage == stage)
+        busy = sum(
+            1
+            for task, item in self._inflight.items()
+            if item.stage == stage and task not in self._committing
+        )
         return self.handlers[stage].concurrency - busy
 
     async def run(self) -> WorkerStats:
-        buffer = _CompletionBuffer(self.engine)
+        buffer = _CompletionBuffer(self.engine, in_flight=lambda: len(self._inflight))
         buffer_stop = asyncio.Event()
         side = [
             asyncio.create_task(buffer.run(buffer_stop), name="completions"),
@@ -210,8 +229,11 @@ class Worker:
         )
 
     async def _process(self, item: Claimed, buffer: _CompletionBuffer) -> None:
+        task = asyncio.current_task()
         try:
             completion = await self.handlers[item.stage].handle(item)
+            self._committing.add(task)  # type: ignore[arg-type]
+            self._wake.set()  # the next item can start while this one commits
             if await buffer.add(completion):
                 self.stats.done += 1
                 self.stats.by_stage[item.stage] = self.stats.by_stage.get(item.stage, 0) + 1
@@ -246,7 +268,8 @@ class Worker:
                 self.stats.retried += 1
                 log.warning("retrying %s %s: %s", item.stage, item.key, message)
         finally:
-            self._inflight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._inflight.pop(task, None)  # type: ignore[arg-type]
+            self._committing.discard(task)  # type: ignore[arg-type]
             self._wake.set()
 
     async def _drain(self) -> None:
