@@ -15,7 +15,7 @@ from pathgen.errors import ConfigError
 from pathgen.runs import queue, registry
 from pathgen.runs.manifest import SlideEntry, discover, read_manifest
 from pathgen.runs.progress import render, snapshot
-from pathgen.runs.report import parked_items, slide_counts, slide_problems
+from pathgen.runs.report import parked_items, slide_counts, slide_problems, slide_readers
 from pathgen.settings import Settings, load_settings
 from pathgen.store.engine import make_engine
 from pathgen.types import PIPELINE_STAGES
@@ -53,11 +53,12 @@ def _print_summary(run_id: str, settings: Settings, log_format: str) -> None:
                 await snapshot(engine, run_id),
                 await slide_problems(engine, run_id),
                 await parked_items(engine, run_id, limit=20),
+                await slide_readers(engine, run_id),
             )
         finally:
             await engine.dispose()
 
-    progress, problems, parked = run_async(gather)
+    progress, problems, parked, readers = run_async(gather)
     if log_format == "json":
         print(
             json.dumps(
@@ -65,18 +66,23 @@ def _print_summary(run_id: str, settings: Settings, log_format: str) -> None:
                     "event": "summary",
                     **progress.to_json(),
                     "slide_problems": [asdict(p) for p in problems],
+                    "slide_readers": readers,
                     "parked": [asdict(p) for p in parked],
                 }
             )
         )
         return
     console.print(render(progress))
+    if readers:
+        console.print(
+            "slides tiled, by reader: " + ", ".join(f"{r} {n}" for r, n in readers.items())
+        )
     if problems:
         table = Table(title="slides with problems")
-        for col in ("slide", "reason", "message"):
+        for col in ("slide", "reader", "reason", "message"):
             table.add_column(col)
         for p in problems:
-            table.add_row(Path(p.path).name, p.reason or "", p.error or "")
+            table.add_row(Path(p.path).name, p.reader or "", p.reason or "", p.error or "")
         console.print(table)
     if parked:
         console.print(
@@ -193,18 +199,23 @@ def register(app: typer.Typer) -> None:
         async def counts():  # noqa: ANN202
             engine = make_engine(settings.database.url)
             try:
-                return await slide_counts(engine, summary.run_id), await slide_problems(
-                    engine, summary.run_id
+                return (
+                    await slide_counts(engine, summary.run_id),
+                    await slide_problems(engine, summary.run_id),
+                    await slide_readers(engine, summary.run_id),
                 )
             finally:
                 await engine.dispose()
 
-        by_status, problems = run_async(counts)
+        by_status, problems, readers = run_async(counts)
         console.print(
             f"slides tiled: {by_status.get('tiled', 0)}, failed: {by_status.get('failed', 0)}"
         )
+        if readers:
+            console.print("  by reader: " + ", ".join(f"{r} {n}" for r, n in readers.items()))
         for p in problems:
-            console.print(f"  [red]{p.reason}[/red] {p.path}: {p.error}")
+            via = f" ({p.reader})" if p.reader else ""
+            console.print(f"  [red]{p.reason}[/red] {p.path}{via}: {p.error}")
 
     @app.command("worker")
     def worker(

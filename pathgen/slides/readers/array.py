@@ -105,13 +105,8 @@ class ArrayReader(ReaderBase):
 
 def to_rgba(pixels: np.ndarray) -> np.ndarray:
     """``(h, w)``, ``(h, w, 1)``, ``(h, w, 3)`` or ``(h, w, 4)`` uint8 → ``(h, w, 4)`` RGBA."""
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    h, w, s = pixels.shape
-    out = np.empty((h, w, 4), np.uint8)
-    if s in (1, 3):
-        out[..., :3] = pixels
-        out[..., 3] = 255
-    else:
-        out[:] = pixels[..., :4]
-    return out
+    samples = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if samples == 4:
+        return np.ascontiguousarray(pixels)
+    code = cv2.COLOR_GRAY2RGBA if samples == 1 else cv2.COLOR_RGB2RGBA
+    return cv2.cvtColor(np.ascontiguousarray(pixels), code)

@@ -32,8 +32,9 @@ TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 #: µm per unit of OME ``PhysicalSizeXUnit`` (the default unit is µm).
 OME_UNITS_UM = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6, "Å": 1e-4}
 
-#: Rows of level-0 segments the decoded-segment cache holds by default.
-DEFAULT_CACHE_ROWS = 1024
+#: Image rows of level 0 the decoded-segment cache holds by default (two grid rows of
+#: large tiles read by two threads, whatever the strip height).
+DEFAULT_CACHE_ROWS = 2048
 
 
 class _Level:
@@ -91,6 +92,7 @@ class TiffReader(ArrayReader):
         self._cached = 0
         self._capacity = cache_bytes(base.width, DEFAULT_CACHE_ROWS, 1, 3)
         self._lock = threading.Lock()
+        self._decoding: dict[tuple[int, int], threading.Lock] = {}
 
     def cache_rows(self, level: int, rows: int) -> None:
         """Keep ``rows`` rows of the level's decoded segments (within the cache bounds)."""
@@ -140,6 +142,19 @@ class TiffReader(ArrayReader):
             seg = self._cache.get(key)
             if seg is not None:
                 self._cache.move_to_end(key)
+                return seg
+            decoding = self._decoding.setdefault(key, threading.Lock())
+        with decoding:  # one thread decodes a segment; the others wait for it
+            try:
+                return self._decode_once(key, lv, index)
+            finally:
+                with self._lock:
+                    self._decoding.pop(key, None)
+
+    def _decode_once(self, key: tuple[int, int], lv: _Level, index: int) -> np.ndarray:
+        with self._lock:
+            seg = self._cache.get(key)
+            if seg is not None:
                 return seg
         offset, count = lv.page.dataoffsets[index], lv.page.databytecounts[index]
         data = os.pread(self._fd, count, offset) if count else None
