@@ -77,21 +77,14 @@ def _retryable(exc: BaseException) -> bool:
 class _CompletionBuffer:
     """Collects completions and commits them in batches; ``add`` returns once committed.
 
-    A batch is committed when it is full, when ``interval`` has passed, or at once when
-    every item in flight (``in_flight()``) is waiting for it: nothing else can join it.
+    A batch is committed when it is full, when ``interval`` has passed, or when the worker
+    calls :meth:`kick` (nothing else can join the batch).
     """
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        batch: int = 32,
-        interval: float = 0.05,
-        in_flight: Callable[[], int] = lambda: 0,
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, batch: int = 32, interval: float = 0.05) -> None:
         self._engine = engine
         self._batch = batch
         self._interval = interval
-        self._in_flight = in_flight
         self._pending: list[tuple[Completion, asyncio.Future[bool]]] = []
         self._kick = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -99,9 +92,18 @@ class _CompletionBuffer:
     async def add(self, completion: Completion) -> bool:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((completion, fut))
-        if len(self._pending) >= min(self._batch, max(1, self._in_flight())):
+        if len(self._pending) >= self._batch:
             self._kick.set()
         return await fut
+
+    @property
+    def waiting(self) -> int:
+        """Completions waiting to be committed."""
+        return len(self._pending)
+
+    def kick(self) -> None:
+        """Commit what is waiting now."""
+        self._kick.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not (stop.is_set() and not self._pending):
@@ -168,7 +170,7 @@ class Worker:
         return self.handlers[stage].concurrency - busy
 
     async def run(self) -> WorkerStats:
-        buffer = _CompletionBuffer(self.engine, in_flight=lambda: len(self._inflight))
+        buffer = _CompletionBuffer(self.engine)
         buffer_stop = asyncio.Event()
         side = [
             asyncio.create_task(buffer.run(buffer_stop), name="completions"),
@@ -189,6 +191,9 @@ class Worker:
         # Downstream stages first, so work flows through the pipeline and memory stays flat.
         stages = list(self.handlers)[::-1]
         while not self.stop.is_set():
+            # Every item in flight waits for its commit: nothing can join the batch. Commit
+            # it once the next items are claimed, so it overlaps their work, not the claim.
+            all_waiting = 0 < len(self._inflight) <= buffer.waiting
             claimed = 0
             for stage in stages:
                 free = self._free(stage)
@@ -208,6 +213,8 @@ class Worker:
                     )
                     self._inflight[task] = item
                 claimed += len(items)
+            if all_waiting:
+                buffer.kick()
             if claimed:
                 continue
             if self.exit_when_idle and not self._inflight and await self._run_finished():
