@@ -23,7 +23,6 @@ from pathgen.slides import (
     SlideCache,
     SlideReader,
     TilingParams,
-    TissueParams,
     open_slide,
     read_tile,
     thumbnail,
@@ -32,22 +31,9 @@ from pathgen.slides import (
 )
 from pathgen.store.engine import make_engine, read_scope
 from pathgen.store.models import Slide
+from tests.slide_params import DICOM_TILES
 
 SMALL_TILES = TilingParams(mpp=0.5, tile_size=112)
-# The DICOM fixtures are 16x16 px: tiles of 8 px and a mask at full resolution.
-DICOM_TILES = TilingParams(
-    mpp=0.499,
-    tile_size=8,
-    min_tissue=0.0,
-    tissue=TissueParams(
-        detection_mpp=0.499,
-        median_blur=1,
-        saturation_floor=0,
-        close_um=0,
-        min_object_um2=0,
-        min_hole_um2=0,
-    ),
-)
 
 
 @pytest.fixture(scope="module")

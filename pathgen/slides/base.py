@@ -97,17 +97,9 @@ class SlideReader(Protocol):
 
 
 class ReaderBase:
-    """Geometry and conveniences shared by the readers (set the attributes in ``__init__``)."""
+    """Geometry and conveniences shared by the readers: a subclass sets the attributes of
+    :class:`SlideReader` in ``__init__`` (the levels through :meth:`_set_levels`)."""
 
-    name: str
-    path: str
-    vendor: str
-    properties: Mapping[str, str]
-    dimensions: tuple[int, int]
-    level_count: int
-    level_dimensions: tuple[tuple[int, int], ...]
-    level_downsamples: tuple[float, ...]
-    bounds: Bounds
     resolutions: tuple[Resolution, ...] = ()
 
     @property

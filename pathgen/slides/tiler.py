@@ -30,7 +30,9 @@ from pathgen.slides.readers import open_slide
 from pathgen.slides.tissue import TissueMask, TissueParams, detect_tissue
 
 #: Bump when the tiling algorithm changes in a way that changes its output.
-TILING_VERSION = 1
+#: 2: tissue is detected on the pyramid level nearest ``detection_mpp`` as it is when one
+#: lies within 1.5x of it (was: always resized to exactly ``detection_mpp``).
+TILING_VERSION = 2
 
 #: A slide is "corrupt" when more than this fraction of its kept tiles cannot be read.
 CORRUPT_FRACTION = 0.5
