@@ -1,7 +1,8 @@
-"""Read a tile from any slide reader.
+"""Pixels from any slide reader: a tile, a thumbnail, a low-resolution whole slide.
 
 :func:`read_tile` is the single function every stage uses to get a tile's pixels back
-from its level-0 coordinates, whatever reader opened the slide.
+from its level-0 coordinates, whatever reader opened the slide; :func:`read_lowres` and
+:func:`thumbnail` read the whole slide strip by strip, so memory stays bounded.
 
 Example::
 
