@@ -221,6 +221,7 @@ def main() -> None:
         "stage_vs_clam": round(best["stage_1"] / best["clam"], 3),
         "goal_stage_vs_clam": 1.2,
         "stage_vs_clam_cpu": round(best["stage_1_cpu"] / best["clam_cpu"], 3),
+        "stage_2_at_a_time_vs_clam": round(best["stage_2"] / best["clam"], 3),
         "cli_tile_help_s": round(cli_s, 3),
         "goal_cli_tile_help_s": 0.6,
         "slide": f"{width}x{height}@{args.mpp}",
