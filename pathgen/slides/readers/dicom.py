@@ -9,6 +9,7 @@ the same series; a folder is opened whole. µm/px comes from the base level's
 from __future__ import annotations
 
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ class WsiDicomReader(ArrayReader):
         self.path = str(path)
         self.vendor = "dicom"
         self._slide = slide
+        self._release = weakref.finalize(self, slide.close)  # closed when unused
         self._lock = threading.Lock()
         self._pyramid_levels = [level.level for level in slide.levels]
         self._init_levels([(lv.size.width, lv.size.height) for lv in slide.levels])
@@ -56,7 +58,7 @@ class WsiDicomReader(ArrayReader):
 
     def close(self) -> None:
         """Close the series' files."""
-        self._slide.close()
+        self._release()
 
 
 def series_files(path: Path) -> list[Path]:

@@ -14,6 +14,7 @@ import math
 import os
 import struct
 import threading
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class DicomFramesReader(ArrayReader):
         self.path = str(path)
         self.vendor = "dicom"
         self._fd = os.open(path, os.O_RDONLY)
+        self._release = weakref.finalize(self, os.close, self._fd)  # closed when unused
         self._spans = spans
         self._native = native
         self._frame_w, self._frame_h = int(ds.Columns), int(ds.Rows)
@@ -99,7 +101,7 @@ class DicomFramesReader(ArrayReader):
         """Close the file."""
         with self._lock:
             self._cache.clear()
-        os.close(self._fd)
+        self._release()
 
 
 def _pixel_spacing(ds: Any) -> tuple[float, float] | None:

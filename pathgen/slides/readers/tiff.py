@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import weakref
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from pathlib import Path
@@ -70,6 +71,7 @@ class TiffReader(ArrayReader):
         self.path = str(path)
         self._tf = tf
         self._fd = os.open(path, os.O_RDONLY)
+        self._release = weakref.finalize(self, _close, self._fd, tf)  # closed when unused
         self._levels: list[_Level] = []
         for lvl in series.levels:
             level = _Level(lvl.pages[0])
@@ -178,8 +180,12 @@ class TiffReader(ArrayReader):
         with self._lock:
             self._cache.clear()
             self._cached = 0
-        os.close(self._fd)
-        self._tf.close()
+        self._release()
+
+
+def _close(fd: int, tf: Any) -> None:
+    os.close(fd)
+    tf.close()
 
 
 def _ome_resolution(tf: Any) -> Resolution | None:
