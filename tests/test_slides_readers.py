@@ -278,3 +278,15 @@ def test_tiling_a_30000_px_strip_tiff_stays_under_1_gib(tmp_path):
     assert int(tiles) > 1000 and int(failed) == 0 and float(mpp) == pytest.approx(0.5)
     assert int(wrote.stdout.strip()) < 1 << 30
     assert int(peak) < 1 << 30, f"peak RSS {int(peak) / 2**20:.0f} MiB"
+
+
+def test_folders_yield_flat_images_too(tmp_path):
+    from pathgen.runs.manifest import discover
+
+    for name in ("a.png", "b.JPG", "c.jpeg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert sorted(Path(e.path).name for e in discover([str(tmp_path)])) == [
+        "a.png",
+        "b.JPG",
+        "c.jpeg",
+    ]
