@@ -8,6 +8,7 @@ carries the data needed to say what went wrong and what to do about it::
     │   ├── CannotStart       a preflight check failed (key, model, template, manifest, probe)
     │   └── ConfigDrift       a run's settings changed in a way that alters its outputs
     ├── SlideError            a slide cannot be opened, has no µm/px, no tissue, ...
+    │   └── ReaderRefused     one slide reader cannot read a file (the next one is tried)
     ├── ModelLoadError        a CLIP checkpoint or config cannot be loaded
     ├── LLMError              a provider call failed
     │   ├── RateLimited       429 / quota, with an optional retry delay
@@ -73,12 +74,24 @@ class ConfigDrift(ConfigError):
 
 
 class SlideError(PathgenError):
-    """A slide cannot be used; ``reason`` is a short machine-readable code."""
+    """A slide cannot be used; ``reason`` is a short machine-readable code.
 
-    def __init__(self, slide: str, reason: str, message: str) -> None:
+    ``reader`` names the slide reader that opened the file, when one did.
+    """
+
+    def __init__(self, slide: str, reason: str, message: str, *, reader: str | None = None) -> None:
         self.slide = slide
         self.reason = reason
+        self.reader = reader
         super().__init__(f"{slide}: {message}")
+
+
+class ReaderRefused(SlideError):
+    """The reader ``reader`` cannot read this file; ``why`` says why in a few words."""
+
+    def __init__(self, slide: str, reader: str, why: str) -> None:
+        self.why = why
+        super().__init__(slide, "unsupported", f"{reader}: {why}", reader=reader)
 
 
 class ModelLoadError(PathgenError):

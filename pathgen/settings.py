@@ -83,6 +83,7 @@ class TilingSettings(_Section):
     assume_mpp: float | None = Field(None, gt=0)
     workers: int = Field(2, ge=1)
     preview_dir: str | None = None
+    verify_tiles: bool = False
     tissue: TissueSettings = TissueSettings()
 
 

@@ -18,6 +18,7 @@ from pathgen.slides import (
     open_slide,
     read_tile,
     render_preview,
+    thumbnail,
     tile_slide,
     tile_slides,
     write_preview,
@@ -47,7 +48,7 @@ def test_synthetic_tiff_has_pyramid_and_mpp(slides):
     assert float(reader.properties["openslide.mpp-y"]) == pytest.approx(0.25, rel=1e-4)
     assert "openslide.mpp-x" not in open_slide(slides["nompp"]).properties
     # Content is tissue-like: some saturated pixels, mostly near-white background.
-    thumb = np.asarray(reader.handle.get_thumbnail((500, 375)).convert("HSV"))
+    thumb = np.asarray(thumbnail(reader, 500).convert("HSV"))
     tissue = thumb[..., 1] > 40
     assert 0.05 < tissue.mean() < 0.6
 
@@ -132,7 +133,8 @@ def test_partly_corrupt_slide_drops_unreadable_tiles(slides, tmp_path):
     worst = int(counts.argmax())
     bad = tmp_path / "partly.tiff"
     _corrupt_tiles(slides["fine"], bad, page=1, which=[worst])
-    r = tile_slide(bad, SMALL_TILES, threads=2)
+    assert tile_slide(bad, SMALL_TILES).n_failed == 0  # no tile is decoded without verify
+    r = tile_slide(bad, SMALL_TILES, threads=2, verify=True)
     assert 0 < r.n_failed < len(good.tiles) / 2
     assert len(r.tiles) + r.n_failed == len(good.tiles)
     assert not set(r.failed_tiles) & set(r.tiles)
@@ -160,7 +162,7 @@ def test_bad_inputs_fail_clearly_and_do_not_stop_the_others(slides, tmp_path):
     missing = tmp_path / "missing.svs"
     inputs = [slides["fine"], missing, text, corrupt, slides["nompp"], (slides["nompp"], 0.25)]
     outcomes = {}
-    for o in tile_slides(inputs, SMALL_TILES, workers=2):
+    for o in tile_slides(inputs, SMALL_TILES, workers=2, verify=True):
         outcomes.setdefault(o.path, []).append(o)
     by = {k: v if len(v) > 1 else v[0] for k, v in outcomes.items()}
     assert by[str(slides["fine"])].status == "tiled"

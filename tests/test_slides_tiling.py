@@ -20,6 +20,7 @@ from pathgen.slides import (
     tile_slide,
     write_preview,
 )
+from tests.slide_params import DICOM_TILES
 
 SLIDES = Path(__file__).resolve().parents[2] / "shared/testdata/slides"
 CMU = SLIDES / "CMU-1-Small-Region.svs"
@@ -114,20 +115,7 @@ def test_dicom_series(tmp_path):
         tile_slide(path, TilingParams())
     assert err.value.reason == "too_small"
 
-    params = TilingParams(
-        mpp=0.499,
-        tile_size=8,
-        min_tissue=0.0,
-        tissue=TissueParams(
-            detection_mpp=0.499,
-            median_blur=1,
-            saturation_floor=0,
-            close_um=0,
-            min_object_um2=0,
-            min_hole_um2=0,
-        ),
-    )
-    r = tile_slide(path, params)
+    r = tile_slide(path, DICOM_TILES)
     assert r.slide.vendor == "dicom" and len(r.tiles) == 4
     assert read_tile(reader, 8, 8, 8, 8).size == (8, 8)
 

@@ -12,11 +12,16 @@ from pathgen.errors import SlideError
 from pathgen.settings import TissueSettings
 from pathgen.slides import TissueParams, fingerprint_slide, resolve_mpp
 from pathgen.slides.grid import axis_starts
+from pathgen.slides.readers.openslide_reader import parse_resolutions
 from pathgen.slides.tissue import segment_tissue
 
 
 def _reader(**props: str) -> SimpleNamespace:
-    return SimpleNamespace(path="s.svs", properties={f"openslide.{k}": v for k, v in props.items()})
+    """A reader with these OpenSlide properties, resolutions parsed as the OpenSlide reader does."""
+    properties = {f"openslide.{k}": v for k, v in props.items()}
+    return SimpleNamespace(
+        path="s.svs", properties=properties, resolutions=parse_resolutions(properties)
+    )
 
 
 def test_mpp_resolution_order(caplog):

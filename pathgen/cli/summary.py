@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from pathgen.settings import Settings
 
 
-async def _gather(url: str, run_id: str) -> tuple[Any, Any, Any]:
+async def _gather(url: str, run_id: str) -> tuple[Any, Any, Any, dict[str, int]]:
     from pathgen.runs.outcome import run_outcome
     from pathgen.runs.progress import snapshot
-    from pathgen.runs.report import slide_problems
+    from pathgen.runs.report import slide_problems, slide_readers
     from pathgen.store.engine import make_engine
     from pathgen.types import PIPELINE_STAGES
 
@@ -33,7 +33,8 @@ async def _gather(url: str, run_id: str) -> tuple[Any, Any, Any]:
         progress = await snapshot(engine, run_id)
         stages = [s.stage for s in progress.stages if s.stage in PIPELINE_STAGES]
         everything = await run_outcome(engine, run_id, stages, interrupted=False)
-        return progress, await slide_problems(engine, run_id), everything
+        problems = await slide_problems(engine, run_id)
+        return progress, problems, everything, await slide_readers(engine, run_id)
     finally:
         await engine.dispose()
 
@@ -52,12 +53,15 @@ def print_summary(
 
     from pathgen.runs.progress import render
 
-    progress, problems, everything = run_async(lambda: _gather(settings.database.url, run_id))
+    progress, problems, everything, readers = run_async(
+        lambda: _gather(settings.database.url, run_id)
+    )
     if log_format == "json":
         data: dict[str, Any] = {
             "event": "summary",
             **progress.to_json(),
             "slide_problems": [asdict(p) for p in problems],
+            "slide_readers": readers,
             "parked": [
                 {"stage": s.stage, "count": s.parked, "errors": [list(e) for e in s.errors]}
                 for s in everything.stages
@@ -72,12 +76,14 @@ def print_summary(
         return
     out = console()
     print_wide(out, render(progress))
+    if readers:
+        out.print("slides tiled, by reader: " + ", ".join(f"{r} {n}" for r, n in readers.items()))
     if problems:
         table = Table(title="slides with problems")
-        for col in ("slide", "reason", "message"):
+        for col in ("slide", "reader", "reason", "message"):
             table.add_column(col)
         for p in problems:
-            table.add_row(Path(p.path).name, p.reason or "", p.error or "")
+            table.add_row(Path(p.path).name, p.reader or "", p.reason or "", p.error or "")
         print_wide(out, table)
     for note in notes:
         out.print(f"[yellow]note:[/yellow] {note}", highlight=False)

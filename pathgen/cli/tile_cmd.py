@@ -12,12 +12,16 @@ from pathgen.cli.summary import exit_with
 
 
 async def _counts(url: str, run_id: str):  # noqa: ANN202
-    from pathgen.runs.report import slide_counts, slide_problems
+    from pathgen.runs.report import slide_counts, slide_problems, slide_readers
     from pathgen.store.engine import make_engine
 
     engine = make_engine(url)
     try:
-        return await slide_counts(engine, run_id), await slide_problems(engine, run_id)
+        return (
+            await slide_counts(engine, run_id),
+            await slide_problems(engine, run_id),
+            await slide_readers(engine, run_id),
+        )
     finally:
         await engine.dispose()
 
@@ -63,11 +67,14 @@ def tile(
         stages=["tile"],
         log_format=log_format,
     )
-    by_status, problems = run_async(lambda: _counts(settings.database.url, summary.run_id))
+    by_status, problems, readers = run_async(lambda: _counts(settings.database.url, summary.run_id))
     out = console()
     out.print(f"slides tiled: {by_status.get('tiled', 0)}, failed: {by_status.get('failed', 0)}")
+    if readers:
+        out.print("  by reader: " + ", ".join(f"{r} {n}" for r, n in readers.items()))
     for p in problems:
-        out.print(f"  [red]{p.reason}[/red] {p.path}: {p.error}", soft_wrap=True)
+        via = f" ({p.reader})" if p.reader else ""
+        out.print(f"  [red]{p.reason}[/red] {p.path}{via}: {p.error}", soft_wrap=True)
     out.print(summary.outcome.last_line(), highlight=False, soft_wrap=True)
     exit_with(summary.outcome)
 

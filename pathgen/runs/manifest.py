@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pathgen.errors import ConfigError
 
-#: File endings OpenSlide reads (a DICOM series is a folder of .dcm files: one slide).
+#: File endings of slides found in folders: what OpenSlide reads, plus flat images (a
+#: DICOM series is a folder of .dcm files: one slide). Any file can be named directly.
 SLIDE_SUFFIXES = (
     ".svs",
     ".tif",
@@ -31,6 +32,9 @@ SLIDE_SUFFIXES = (
     ".svslide",
     ".bif",
     ".dcm",
+    ".png",
+    ".jpg",
+    ".jpeg",
 )
 KNOWN_COLUMNS = {"path", "mpp", "report", "label", "organ"}
 

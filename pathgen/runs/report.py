@@ -18,6 +18,8 @@ class SlideProblem:
     path: str
     reason: str | None
     error: str | None
+    #: The reader that opened the file (None when no reader could).
+    reader: str | None = None
 
 
 @dataclass(frozen=True)
@@ -32,15 +34,32 @@ async def slide_problems(engine: AsyncEngine, run_id: str) -> list[SlideProblem]
     """Failed slides, and tiled slides that carry a warning (e.g. unreadable tiles)."""
     async with read_scope(engine) as session:
         rows = await session.execute(
-            select(Slide.id, Slide.path, Slide.status, Slide.error_reason, Slide.error)
+            select(
+                Slide.id, Slide.path, Slide.status, Slide.error_reason, Slide.error, Slide.reader
+            )
             .join(RunSlide, RunSlide.slide_id == Slide.id)
             .where(RunSlide.run_id == run_id, Slide.error.is_not(None))
             .order_by(Slide.id)
         )
         return [
-            SlideProblem(sid, path, reason or ("warning" if status == "tiled" else None), error)
-            for sid, path, status, reason, error in rows
+            SlideProblem(
+                sid, path, reason or ("warning" if status == "tiled" else None), error, reader
+            )
+            for sid, path, status, reason, error, reader in rows
         ]
+
+
+async def slide_readers(engine: AsyncEngine, run_id: str) -> dict[str, int]:
+    """Tiled slides of the run per reader that opened them (``openslide``, ``tifffile``...)."""
+    async with read_scope(engine) as session:
+        rows = await session.execute(
+            select(Slide.reader, func.count())
+            .join(RunSlide, RunSlide.slide_id == Slide.id)
+            .where(RunSlide.run_id == run_id, Slide.status == "tiled")
+            .group_by(Slide.reader)
+            .order_by(Slide.reader)
+        )
+        return {reader or "unknown": n for reader, n in rows}
 
 
 async def parked_items(engine: AsyncEngine, run_id: str, limit: int = 50) -> list[ParkedItem]:

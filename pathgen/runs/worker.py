@@ -1,6 +1,7 @@
 """The async worker: claims items of its stages, runs their handlers, completes them.
 
-Concurrency is bounded per stage; completions are batched into few transactions;
+Concurrency is bounded per stage (an item whose results are being committed no longer
+counts, so the next one starts meanwhile); completions are batched into few transactions;
 leases are kept alive by a heartbeat; a stop request (SIGINT/SIGTERM) stops claiming,
 lets in-flight items finish for ``grace_s`` seconds, then releases what is left.
 
@@ -70,7 +71,11 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class _CompletionBuffer:
-    """Collects completions and commits them in batches; ``add`` returns once committed."""
+    """Collects completions and commits them in batches; ``add`` returns once committed.
+
+    A batch is committed when it is full, when ``interval`` has passed, or when the worker
+    calls :meth:`kick` (nothing else can join the batch).
+    """
 
     def __init__(self, engine: AsyncEngine, batch: int = 32, interval: float = 0.05) -> None:
         self._engine = engine
@@ -86,6 +91,15 @@ class _CompletionBuffer:
         if len(self._pending) >= self._batch:
             self._kick.set()
         return await fut
+
+    @property
+    def waiting(self) -> int:
+        """Completions waiting to be committed."""
+        return len(self._pending)
+
+    def kick(self) -> None:
+        """Commit what is waiting now."""
+        self._kick.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not (stop.is_set() and not self._pending):
@@ -138,10 +152,17 @@ class Worker:
         self.stop = stop or asyncio.Event()
         self.stats = WorkerStats()
         self._inflight: dict[asyncio.Task[None], Claimed] = {}
+        #: In-flight tasks whose handler has returned and whose results are being committed:
+        #: they keep their lease but no longer count against the stage's concurrency.
+        self._committing: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
     def _free(self, stage: str) -> int:
-        busy = sum(1 for item in self._inflight.values() if item.stage == stage)
+        busy = sum(
+            1
+            for task, item in self._inflight.items()
+            if item.stage == stage and task not in self._committing
+        )
         return self.handlers[stage].concurrency - busy
 
     async def run(self) -> WorkerStats:
@@ -166,6 +187,9 @@ class Worker:
         # Downstream stages first, so work flows through the pipeline and memory stays flat.
         stages = list(self.handlers)[::-1]
         while not self.stop.is_set():
+            # Every item in flight waits for its commit: nothing can join the batch. Commit
+            # it once the next items are claimed, so it overlaps their work, not the claim.
+            all_waiting = 0 < len(self._inflight) <= buffer.waiting
             claimed = 0
             for stage in stages:
                 free = self._free(stage)
@@ -185,6 +209,8 @@ class Worker:
                     )
                     self._inflight[task] = item
                 claimed += len(items)
+            if all_waiting:
+                buffer.kick()
             if claimed:
                 continue
             if self.exit_when_idle and not self._inflight and await self._run_finished():
@@ -206,8 +232,11 @@ class Worker:
         )
 
     async def _process(self, item: Claimed, buffer: _CompletionBuffer) -> None:
+        task = asyncio.current_task()
         try:
             completion = await self.handlers[item.stage].handle(item)
+            self._committing.add(task)  # type: ignore[arg-type]
+            self._wake.set()  # the next item can start while this one commits
             if await buffer.add(completion):
                 self.stats.done += 1
                 self.stats.by_stage[item.stage] = self.stats.by_stage.get(item.stage, 0) + 1
@@ -242,7 +271,8 @@ class Worker:
                 self.stats.retried += 1
                 log.warning("retrying %s %s: %s", item.stage, item.key, message)
         finally:
-            self._inflight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._inflight.pop(task, None)  # type: ignore[arg-type]
+            self._committing.discard(task)  # type: ignore[arg-type]
             self._wake.set()
 
     async def _drain(self) -> None:

@@ -5,7 +5,7 @@ the same slides; reopening a slide per tile is very slow, so they share readers
 through a :class:`SlideCache`.
 
 Evicted readers are not closed explicitly: another thread may still be reading
-from one, and OpenSlide closes the handle when the last reference goes away.
+from one, and each reader's file is closed when the last reference goes away.
 
 Example::
 
@@ -19,7 +19,8 @@ import os
 import threading
 from collections import OrderedDict
 
-from pathgen.slides.reader import SlideReader, open_slide
+from pathgen.slides.base import SlideReader
+from pathgen.slides.readers import open_slide
 
 
 class SlideCache:

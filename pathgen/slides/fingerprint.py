@@ -4,8 +4,9 @@ The fingerprint is the SHA-256 (hex) of:
 
 * the size, first 1 MiB and last 1 MiB of the file that was opened;
 * for multi-file formats, the names and sizes of the sibling files: every ``.dcm``
-  file in a DICOM file's directory, and every file in an MRXS slide's data
-  directory (``slide/`` beside ``slide.mrxs``) — their contents are not read;
+  file in a DICOM file's directory (a series folder stands for its first ``.dcm``
+  file), and every file in an MRXS slide's data directory (``slide/`` beside
+  ``slide.mrxs``) — their contents are not read;
 * OpenSlide's vendor, level-0 dimensions, level count and ``openslide.quickhash-1``
   (OpenSlide's own hash of the lowest-resolution level and properties), when given.
 
@@ -45,6 +46,8 @@ def fingerprint_slide(
 ) -> str:
     """Return the hex SHA-256 fingerprint of the slide at ``path`` (see module docstring)."""
     p = Path(path)
+    if p.is_dir():  # a DICOM series folder: its first file stands for it
+        p = min((f for f in p.iterdir() if f.suffix.lower() == ".dcm"), default=p)
     props = properties or {}
     h = hashlib.sha256()
     size = p.stat().st_size

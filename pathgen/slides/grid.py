@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-from pathgen.slides.reader import Bounds, SlideReader
+from pathgen.slides.base import Bounds, SlideReader, level_at_or_finer
 from pathgen.slides.tissue import TissueMask
 
 
@@ -53,8 +54,7 @@ def tissue_fractions(tissue: TissueMask, xs: np.ndarray, ys: np.ndarray, side: i
     """
     mask = tissue.mask
     h, w = mask.shape
-    sat = np.zeros((h + 1, w + 1), np.int64)
-    sat[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    sat = cv2.integral(mask, sdepth=cv2.CV_32S if h * w < 2**31 else cv2.CV_64F)
     dx, dy = tissue.downsample
     x0 = np.clip(np.floor(xs / dx + 0.5).astype(np.int64), 0, w - 1)
     x1 = np.clip(np.floor((xs + side) / dx + 0.5).astype(np.int64), x0 + 1, w)
@@ -88,7 +88,7 @@ def build_grid(
     if len(xs) == 0 or len(ys) == 0:
         return []
     frac = tissue_fractions(tissue, xs, ys, side)
-    level = reader.level_at_or_finer(side / tile_px)
+    level = level_at_or_finer(reader, side / tile_px)
     rows, cols = np.nonzero(frac >= min_tissue)
     return [
         TileSpec(int(xs[c]), int(ys[r]), side, level, target_mpp, tile_px, float(frac[r, c]))

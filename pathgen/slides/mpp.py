@@ -2,8 +2,9 @@
 
 Order: the manifest's mpp (the operator's word about this very slide, e.g. for a
 converted file whose header went stale; a warning is logged when it disagrees with
-the header) → ``openslide.mpp-x``/``mpp-y`` → vendor objective power (10 / power, so
-40x → 0.25 µm/px) → ``assume_mpp``. Values outside
+the header) → what the file records, as its reader found it (``openslide.mpp-x``/``mpp-y``
+then vendor objective power, 10 / power so 40x → 0.25 µm/px; OME ``PhysicalSizeX/Y``;
+DICOM ``PixelSpacing``; TIFF resolution tags with their unit) → ``assume_mpp``. Values outside
 :data:`PLAUSIBLE_MPP` are ignored: a generic TIFF written by an image editor
 carries a 72 dpi "resolution" (352.8 µm/px) that is not a microscope scan.
 
@@ -18,11 +19,11 @@ import logging
 from typing import Literal
 
 from pathgen.errors import SlideError
-from pathgen.slides.reader import SlideReader
+from pathgen.slides.base import SlideReader
 
 log = logging.getLogger(__name__)
 
-MppSource = Literal["openslide", "objective_power", "manifest", "assumed"]
+MppSource = Literal["openslide", "objective_power", "ome", "dicom", "tiff", "manifest", "assumed"]
 
 #: Range of µm/px accepted as a real microscope resolution (inclusive bounds).
 PLAUSIBLE_MPP = (0.01, 100.0)
@@ -30,16 +31,6 @@ PLAUSIBLE_MPP = (0.01, 100.0)
 
 def _plausible(value: float | None) -> bool:
     return value is not None and PLAUSIBLE_MPP[0] <= value <= PLAUSIBLE_MPP[1]
-
-
-def _float(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if value > 0 else None
 
 
 def resolve_mpp(
@@ -76,21 +67,17 @@ def resolve_mpp(
 
 
 def _recorded_mpp(reader: SlideReader) -> tuple[float, MppSource] | None:
-    """What the slide itself says: its µm/px, else its objective power, else ``None``."""
-    props = reader.properties
-    mpp_x = _float(props.get("openslide.mpp-x"))
-    mpp_y = _float(props.get("openslide.mpp-y"))
-    found = [v for v in (mpp_x, mpp_y) if v is not None and _plausible(v)]
-    if found:
+    """What the file itself says (``reader.resolutions``, first plausible), else ``None``."""
+    for res in reader.resolutions:
+        found = [v for v in (res.x, res.y) if _plausible(v)]
+        if not found:
+            continue
         x, y = found[0], found[-1]
         if abs(x - y) > 0.05 * max(x, y):
             raise SlideError(
                 reader.path,
                 "no_mpp",
-                f"non-square pixels (mpp-x {x}, mpp-y {y}) are not supported",
+                f"non-square pixels (mpp-x {x}, mpp-y {y}, from {res.source}) are not supported",
             )
-        return (x + y) / 2, "openslide"
-    power = _float(props.get("openslide.objective-power"))
-    if power is not None and _plausible(10.0 / power):
-        return 10.0 / power, "objective_power"
+        return (x + y) / 2, res.source  # type: ignore[return-value]
     return None

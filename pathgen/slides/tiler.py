@@ -21,14 +21,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pathgen.errors import SlideError
+from pathgen.slides.base import Bounds, SlideReader
 from pathgen.slides.fingerprint import fingerprint_slide
 from pathgen.slides.grid import TileSpec, axis_starts, build_grid
 from pathgen.slides.mpp import MppSource, resolve_mpp
-from pathgen.slides.reader import Bounds, SlideReader, open_slide, read_tile
+from pathgen.slides.reader import read_tile
+from pathgen.slides.readers import open_slide
 from pathgen.slides.tissue import TissueMask, TissueParams, detect_tissue
 
 #: Bump when the tiling algorithm changes in a way that changes its output.
-TILING_VERSION = 1
+#: 2: tissue is detected on the pyramid level nearest ``detection_mpp`` as it is when one
+#: lies within 1.5x of it (was: always resized to exactly ``detection_mpp``).
+TILING_VERSION = 2
 
 #: A slide is "corrupt" when more than this fraction of its kept tiles cannot be read.
 CORRUPT_FRACTION = 0.5
@@ -36,9 +40,9 @@ CORRUPT_FRACTION = 0.5
 #: Tiles per unit of work handed to a reader thread (keeps neighbours together).
 CHUNK = 16
 
-#: Bounds of the tile cache given to a slide's handle for the read pass (three rows
-#: of the stored tiles of the read level, so each stored tile is decoded once).
-MIN_CACHE_BYTES, MAX_CACHE_BYTES = 32 << 20, 256 << 20
+#: Rows of stored tiles a slide opened for the read pass keeps decoded, so a pass in
+#: row order decodes each stored tile once.
+CACHE_ROWS = 3
 
 SlideInput = str | os.PathLike[str] | tuple[str | os.PathLike[str], float | None]
 
@@ -83,6 +87,7 @@ class SlideInfo:
     """What the tiling stage learned about a slide."""
 
     path: str
+    reader: str
     vendor: str
     width: int
     height: int
@@ -135,9 +140,9 @@ class TilingOutcome:
 class _Handle:
     """The shared reader of a slide, reopened after a read error (OpenSlide errors stick)."""
 
-    def __init__(self, reader: SlideReader, cache_bytes: int | None, max_failures: int) -> None:
+    def __init__(self, reader: SlideReader, cache_level: int | None, max_failures: int) -> None:
         self.reader = reader
-        self.cache_bytes = cache_bytes
+        self.cache_level = cache_level
         self.max_failures = max_failures
         self.failures = 0
         self._lock = threading.Lock()
@@ -146,8 +151,8 @@ class _Handle:
         with self._lock:
             if self.reader is failed:
                 reader = open_slide(failed.path)
-                if self.cache_bytes:
-                    reader.set_cache_bytes(self.cache_bytes)
+                if self.cache_level is not None:
+                    reader.cache_rows(self.cache_level, CACHE_ROWS)
                 self.reader = reader
 
     def record_failure(self) -> bool:
@@ -155,11 +160,6 @@ class _Handle:
         with self._lock:
             self.failures += 1
             return self.failures > self.max_failures
-
-
-def _cache_bytes(reader: SlideReader, tiles: list[TileSpec]) -> int:
-    level = tiles[0].read_level if tiles else 0
-    return min(MAX_CACHE_BYTES, max(MIN_CACHE_BYTES, reader.cache_bytes_for_rows(level, 3)))
 
 
 def _validate_chunk(handle: _Handle, chunk: list[TileSpec]) -> list[TileSpec]:
@@ -187,11 +187,11 @@ def _validate_chunk(handle: _Handle, chunk: list[TileSpec]) -> list[TileSpec]:
 
 
 def _validate(
-    reader: SlideReader, tiles: list[TileSpec], threads: int, cache_bytes: int | None
+    reader: SlideReader, tiles: list[TileSpec], threads: int, cache_level: int | None
 ) -> list[TileSpec]:
-    if cache_bytes:
-        reader.set_cache_bytes(cache_bytes)
-    handle = _Handle(reader, cache_bytes, int(CORRUPT_FRACTION * len(tiles)))
+    if cache_level is not None:
+        reader.cache_rows(cache_level, CACHE_ROWS)
+    handle = _Handle(reader, cache_level, int(CORRUPT_FRACTION * len(tiles)))
     if threads <= 1 or len(tiles) <= CHUNK:
         return _validate_chunk(handle, tiles)
     chunks = [tiles[i : i + CHUNK] for i in range(0, len(tiles), CHUNK)]
@@ -206,19 +206,42 @@ def tile_slide(
     *,
     threads: int = 1,
     reader: SlideReader | None = None,
+    verify: bool = False,
 ) -> TilingResult:
-    """Tile one slide and read every kept tile once with ``threads`` concurrent readers.
+    """Find the slide's tissue and the grid tiles that hold enough of it.
 
-    A ``reader`` passed in (e.g. from a :class:`SlideCache`) is used as is; a slide opened
-    here gets a tile cache big enough for the read pass to decode each stored tile once.
+    With ``verify`` every kept tile is also read once, with ``threads`` concurrent
+    readers, and tiles whose pixels cannot be decoded are dropped (``failed_tiles``);
+    without it no tile is decoded here (the embedding stage reads every tile anyway and
+    drops unreadable ones). A ``reader`` passed in (e.g. from a :class:`SlideCache`) is
+    used as is; a slide opened here for a read pass keeps a few rows of decoded tiles.
 
     Raises :class:`SlideError` with reason ``missing``, ``unsupported``, ``no_mpp``,
-    ``too_small``, ``no_tissue`` or ``corrupt``.
+    ``too_small``, ``no_tissue`` or ``corrupt``; once the slide is open the error names
+    its reader (``SlideError.reader``).
     """
     start = time.perf_counter()
-    name = str(path)
     own_reader = reader is None
     reader = reader or open_slide(path)
+    try:
+        return _tile_open_slide(
+            reader, str(path), params, manifest_mpp, start, threads, verify, own_reader
+        )
+    except SlideError as exc:
+        exc.reader = exc.reader or reader.name
+        raise
+
+
+def _tile_open_slide(
+    reader: SlideReader,
+    name: str,
+    params: TilingParams,
+    manifest_mpp: float | None,
+    start: float,
+    threads: int,
+    verify: bool,
+    own_reader: bool,
+) -> TilingResult:
     mpp, source = resolve_mpp(reader, manifest_mpp, params.assume_mpp)
     bounds = reader.bounds
     step = params.tile_size * params.mpp / mpp
@@ -229,7 +252,7 @@ def tile_slide(
             f"scanned area {bounds.width}x{bounds.height} px at {mpp:.3g} µm/px is smaller "
             f"than one {params.tile_size} px tile at {params.mpp} µm/px ({step:.0f} px)",
         )
-    fingerprint = fingerprint_slide(path, reader.properties)
+    fingerprint = fingerprint_slide(name, reader.properties)
     try:
         tissue = detect_tissue(reader, mpp, params.tissue)
     except SlideError as exc:
@@ -249,7 +272,10 @@ def tile_slide(
             f"tissue covers {100 * tissue.mask.mean():.1f}% of the slide but no tile has "
             f">= {params.min_tissue:.0%} tissue; lower tiling.min_tissue",
         )
-    failed = _validate(reader, grid, threads, _cache_bytes(reader, grid) if own_reader else None)
+    failed: list[TileSpec] = []
+    if verify:
+        cache_level = grid[0].read_level if own_reader else None
+        failed = _validate(reader, grid, threads, cache_level)
     if len(failed) > CORRUPT_FRACTION * len(grid):
         raise SlideError(
             name,
@@ -260,6 +286,7 @@ def tile_slide(
     tiles = [t for t in grid if t not in bad] if bad else grid
     info = SlideInfo(
         path=name,
+        reader=reader.name,
         vendor=reader.vendor,
         width=reader.width,
         height=reader.height,
@@ -281,10 +308,10 @@ def tile_slide(
     )
 
 
-def _outcome(item: SlideInput, params: TilingParams, threads: int) -> TilingOutcome:
+def _outcome(item: SlideInput, params: TilingParams, threads: int, verify: bool) -> TilingOutcome:
     path, manifest_mpp = item if isinstance(item, tuple) else (item, None)
     try:
-        result = tile_slide(path, params, manifest_mpp, threads=threads)
+        result = tile_slide(path, params, manifest_mpp, threads=threads, verify=verify)
     except SlideError as exc:
         return TilingOutcome(str(path), "failed", reason=exc.reason, message=str(exc))
     except Exception as exc:  # one bad slide must not stop the others
@@ -299,13 +326,14 @@ def tile_slides(
     workers: int = 2,
     *,
     threads: int = 1,
+    verify: bool = False,
 ) -> Iterator[TilingOutcome]:
     """Tile many slides, ``workers`` at a time, yielding outcomes as they complete.
 
     ``inputs`` holds paths or ``(path, manifest_mpp)`` pairs and is consumed lazily; at
     most ``workers`` slides are in flight, so memory stays bounded however many there
-    are. A failing slide yields a ``failed`` outcome with its reason and never stops
-    the others.
+    are; ``threads`` and ``verify`` go to :func:`tile_slide`. A failing slide yields a
+    ``failed`` outcome with its reason and never stops the others.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -313,7 +341,7 @@ def tile_slides(
     pending: set[Future[TilingOutcome]] = set()
     try:
         for item in inputs:
-            pending.add(pool.submit(_outcome, item, params, threads))
+            pending.add(pool.submit(_outcome, item, params, threads, verify))
             if len(pending) >= workers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:

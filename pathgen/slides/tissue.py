@@ -1,8 +1,9 @@
 """Tissue detection on a low-resolution view of a slide.
 
-The slide is read at about ``detection_mpp`` µm/px (from the coarsest pyramid level
-at or finer than that, strip by strip so a single-level slide never loads whole),
-then: HSV saturation → median blur → Otsu threshold, never below
+The slide is read at about ``detection_mpp`` µm/px: from the pyramid level nearest
+that resolution as it is when one lies within a factor of :data:`NATIVE_SPAN`, else
+from the coarsest level at or finer, resized strip by strip so a single-level slide
+never loads whole. Then: HSV saturation → median blur → Otsu threshold, never below
 ``saturation_floor`` → morphological close (``close_um``) → removal of objects
 smaller than ``min_object_um2`` and filling of holes smaller than ``min_hole_um2``.
 
@@ -20,10 +21,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pathgen.slides.reader import SlideReader
+from pathgen.slides.base import SlideReader, nearest_level
+from pathgen.slides.reader import read_lowres
 
-#: Upper bound on the pixels read per strip when building the detection image.
-STRIP_PIXELS = 8 << 20
+#: A pyramid level within this factor of the detection resolution is used as it is.
+NATIVE_SPAN = 1.5
 
 
 @dataclass(frozen=True)
@@ -65,38 +67,11 @@ class TissueMask:
     threshold: int
 
 
-def read_lowres(reader: SlideReader, out_w: int, out_h: int) -> np.ndarray:
-    """RGB uint8 array of the whole slide resized to ``out_w`` x ``out_h``, alpha → white."""
-    ds_wanted = reader.width / out_w
-    level = reader.level_at_or_finer(ds_wanted)
-    lw, lh = reader.level_dimensions[level]
-    ds = reader.level_downsamples[level]
-    out = np.empty((out_h, out_w, 3), np.uint8)
-    rows_per_strip = max(1, min(out_h, int(STRIP_PIXELS // max(1, lw) * out_h / lh)))
-    for r0 in range(0, out_h, rows_per_strip):
-        r1 = min(out_h, r0 + rows_per_strip)
-        y0 = int(np.floor(r0 * lh / out_h))
-        y1 = min(lh, max(y0 + 1, int(np.ceil(r1 * lh / out_h))))
-        region = reader.read_region(0, round(y0 * ds), level, (lw, y1 - y0))
-        rgba = np.asarray(region)
-        out[r0:r1] = cv2.resize(_on_white(rgba), (out_w, r1 - r0), interpolation=cv2.INTER_AREA)
-    return out
-
-
-def _on_white(rgba: np.ndarray) -> np.ndarray:
-    alpha = rgba[..., 3]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgba[..., :3])
-    a = alpha[..., None].astype(np.float32) / 255.0
-    rgb = rgba[..., :3].astype(np.float32) * a + 255.0 * (1.0 - a)
-    return rgb.round().astype(np.uint8)
-
-
 def segment_tissue(
     rgb: np.ndarray, mask_mpp: float, params: TissueParams
 ) -> tuple[np.ndarray, int]:
     """Return ``(mask, threshold)`` for an RGB image at ``mask_mpp`` µm/px."""
-    sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
+    sat = cv2.extractChannel(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), 1)  # contiguous: faster blur
     k = params.median_blur if params.median_blur % 2 else params.median_blur + 1
     if k > 1 and min(sat.shape) >= k:
         sat = cv2.medianBlur(sat, k)
@@ -116,16 +91,22 @@ def segment_tissue(
 def _drop_small(
     mask: np.ndarray, min_area: float, *, connectivity: int, keep_border: bool = False
 ) -> np.ndarray:
+    """``mask`` without its connected components smaller than ``min_area`` pixels
+    (``keep_border``: components touching the image border are kept whatever their size)."""
     if min_area <= 1 or not mask.any():
         return mask
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=connectivity)
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    n, labels = cv2.connectedComponents(mask, connectivity=connectivity)
+    keep = np.bincount(labels.ravel(), minlength=n) >= min_area
     if keep_border:
-        h, w = mask.shape
-        x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
-        bw, bh = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
-        keep |= (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
+        edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+        keep[edge] = True
     keep[0] = False
+    if keep[1:].all():
+        return mask
+    if n <= 256:  # a lookup table is much faster than fancy indexing
+        lut = np.zeros(256, np.uint8)
+        lut[:n] = keep
+        return cv2.LUT(labels.astype(np.uint8), lut)
     return keep[labels].astype(np.uint8)
 
 
@@ -139,9 +120,13 @@ def detect_tissue(reader: SlideReader, slide_mpp: float, params: Any = None) -> 
         if isinstance(params, TissueParams)
         else (TissueParams() if params is None else TissueParams.from_settings(params))
     )
-    scale = slide_mpp / p.detection_mpp
-    out_w = max(1, min(reader.width, round(reader.width * scale)))
-    out_h = max(1, min(reader.height, round(reader.height * scale)))
+    wanted = p.detection_mpp / slide_mpp
+    level = nearest_level(reader, wanted)
+    if wanted / NATIVE_SPAN <= reader.level_downsamples[level] <= wanted * NATIVE_SPAN:
+        out_w, out_h = reader.level_dimensions[level]
+    else:
+        out_w = max(1, min(reader.width, round(reader.width / wanted)))
+        out_h = max(1, min(reader.height, round(reader.height / wanted)))
     rgb = read_lowres(reader, out_w, out_h)
     ds = (reader.width / out_w, reader.height / out_h)
     mask_mpp = slide_mpp * (ds[0] + ds[1]) / 2

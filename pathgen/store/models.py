@@ -79,6 +79,8 @@ class Slide(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(Text, unique=True)
     fingerprint: Mapped[str | None] = mapped_column(String(64))
+    #: The reader that opened the file: openslide, wsidicom, pydicom, tifffile or pil.
+    reader: Mapped[str | None] = mapped_column(String(32))
     vendor: Mapped[str | None] = mapped_column(String(64))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)

@@ -30,6 +30,7 @@ async def insert_tiles(session: AsyncSession, slide_id: int, tiles: Iterable[Any
         for t in tiles
     ]
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    table = Tile.__table__  # a Core insert: no per-row ORM bookkeeping
     for start in range(0, len(rows), _CHUNK):
-        stmt = insert(Tile).on_conflict_do_nothing(index_elements=["slide_id", "x", "y", "size"])
+        stmt = insert(table).on_conflict_do_nothing(index_elements=["slide_id", "x", "y", "size"])
         await session.execute(stmt, rows[start : start + _CHUNK])

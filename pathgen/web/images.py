@@ -12,7 +12,7 @@ import textwrap
 
 from PIL import Image, ImageDraw
 
-from pathgen.slides import SlideCache, read_tile
+from pathgen.slides import SlideCache, read_tile, thumbnail
 
 JPEG_QUALITY = 85
 MIN_PX = 16
@@ -63,9 +63,8 @@ def context_jpeg(
 
 
 def slide_thumbnail_jpeg(cache: SlideCache, slide_path: str, max_px: int) -> bytes:
-    """The whole slide scaled to fit a ``max_px`` square (from its coarsest level)."""
-    reader = cache.get(slide_path)
-    return to_jpeg(reader.handle.get_thumbnail((max_px, max_px)))
+    """The whole slide scaled to fit a ``max_px`` square (from the coarsest level enough)."""
+    return to_jpeg(thumbnail(cache.get(slide_path), max_px))
 
 
 def placeholder_jpeg(out_px: int, message: str) -> bytes:

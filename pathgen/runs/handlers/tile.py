@@ -6,16 +6,21 @@ import asyncio
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pathgen.errors import SlideError
 from pathgen.runs.queue import Claimed, Completion, NewWork
 from pathgen.runs.resources import Resources
-from pathgen.store.engine import session_scope
+from pathgen.store.engine import read_scope
 from pathgen.store.models import RunSlide, Slide, Tile, utcnow
 from pathgen.store.tiles import insert_tiles
+
+if TYPE_CHECKING:
+    from pathgen.settings import TilingSettings
+    from pathgen.slides import TilingParams, TilingResult
 
 log = logging.getLogger("pathgen.tile")
 
@@ -28,18 +33,25 @@ def _same_manifest_mpp(slide: Slide, manifest_mpp: float | None) -> bool:
 
 
 async def handle_tile(item: Claimed, res: Resources) -> Completion:
-    from pathgen.slides import TilingParams, tile_slide, write_preview
+    from pathgen.slides import TilingParams
     from pathgen.slides.fingerprint import fingerprint_slide
 
     slide_id = int(item.key)
     settings = res.settings
     params = TilingParams.from_settings(settings.tiling)
-    async with session_scope(res.engine) as session:
-        slide = await session.get(Slide, slide_id)
-        link = await session.get(RunSlide, (item.run_id, slide_id))
-    if slide is None:
+    async with read_scope(res.engine) as session:
+        found = (
+            await session.execute(
+                select(Slide, RunSlide.manifest_mpp)
+                .outerjoin(
+                    RunSlide, (RunSlide.slide_id == Slide.id) & (RunSlide.run_id == item.run_id)
+                )
+                .where(Slide.id == slide_id)
+            )
+        ).first()
+    if found is None:
         raise SlideError(item.key, "missing", "slide row vanished from the database")
-    manifest_mpp = link.manifest_mpp if link else None
+    slide, manifest_mpp = found
 
     if (
         slide.status == "tiled"
@@ -59,9 +71,12 @@ async def handle_tile(item: Claimed, res: Resources) -> Completion:
                 new_output=False,
             )
 
-    try:
+    preview = None
+    if settings.tiling.preview_dir:
+        preview = Path(settings.tiling.preview_dir) / f"{slide_id:06d}-{Path(slide.path).stem}.png"
+    try:  # one thread hand-off: tiling and the preview
         result = await asyncio.to_thread(
-            tile_slide, slide.path, params, manifest_mpp, threads=settings.tiling.workers
+            _tile, slide.path, params, manifest_mpp, settings.tiling, preview
         )
     except SlideError as exc:
         log.warning("slide failed: %s", exc)
@@ -69,25 +84,31 @@ async def handle_tile(item: Claimed, res: Resources) -> Completion:
             item, persist=_record_failure(slide_id, exc), result={"failed": exc.reason}
         )
 
-    if settings.tiling.preview_dir:
-        out = Path(settings.tiling.preview_dir) / f"{slide_id:06d}-{Path(slide.path).stem}.png"
-        await asyncio.to_thread(write_preview, result, out)
-
-    async def persist(session: AsyncSession) -> None:
-        row = await session.get(Slide, slide_id)
-        info = result.slide
-        row.fingerprint, row.vendor = info.fingerprint, info.vendor
-        row.width, row.height, row.level_count = info.width, info.height, info.level_count
-        row.mpp, row.mpp_source = info.mpp, str(info.mpp_source)
-        row.params_hash, row.status = params.params_hash(), "tiled"
-        row.error_reason = None
-        row.error = (
+    info = result.slide
+    values = {
+        "fingerprint": info.fingerprint,
+        "reader": info.reader,
+        "vendor": info.vendor,
+        "width": info.width,
+        "height": info.height,
+        "level_count": info.level_count,
+        "mpp": info.mpp,
+        "mpp_source": str(info.mpp_source),
+        "params_hash": params.params_hash(),
+        "status": "tiled",
+        "error_reason": None,
+        "error": (
             f"{result.n_failed} tile(s) could not be read and were dropped"
             if result.n_failed
             else None
+        ),
+        "tile_count": len(result.tiles),
+    }
+
+    async def persist(session: AsyncSession) -> None:
+        await session.execute(
+            update(Slide).where(Slide.id == slide_id).values(**values, updated_at=utcnow())
         )
-        row.tile_count = len(result.tiles)
-        row.updated_at = utcnow()
         await insert_tiles(session, slide_id, result.tiles)
 
     return Completion(
@@ -98,14 +119,35 @@ async def handle_tile(item: Claimed, res: Resources) -> Completion:
     )
 
 
+def _tile(
+    path: str,
+    params: TilingParams,
+    manifest_mpp: float | None,
+    tiling: TilingSettings,
+    preview: Path | None,
+) -> TilingResult:
+    """Tile the slide and write its preview (run in a worker thread)."""
+    from pathgen.slides import tile_slide, write_preview
+
+    result = tile_slide(
+        path, params, manifest_mpp, threads=tiling.workers, verify=tiling.verify_tiles
+    )
+    if preview is not None:
+        write_preview(result, preview)
+    return result
+
+
 def _record_failure(slide_id: int, exc: SlideError):  # noqa: ANN202 - a persist callback
     reason, message = exc.reason, str(exc)
 
+    values = {"status": "failed", "error_reason": reason, "error": message, "tile_count": 0}
+    if exc.reader is not None:
+        values["reader"] = exc.reader
+
     async def persist(session: AsyncSession) -> None:
-        row = await session.get(Slide, slide_id)
-        row.status, row.error_reason, row.error = "failed", reason, message
-        row.tile_count = 0
-        row.updated_at = utcnow()
+        await session.execute(
+            update(Slide).where(Slide.id == slide_id).values(**values, updated_at=utcnow())
+        )
 
     return persist
 

@@ -1,7 +1,7 @@
 """Selection rounds: a run can select its tiles again (with a retrained CLIP) and keep both.
 
-Revision ID: 0007
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 
 ``selection_rounds`` records each round's model and selection settings; ``selections``
 gains ``round`` (existing rows are round 0) and ``model_fingerprint``, and its uniqueness
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
