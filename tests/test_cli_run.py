@@ -32,4 +32,4 @@ async def test_run_then_redo_with_force(tmp_path: Path) -> None:
     bad = await asyncio.to_thread(runner.invoke, app, ["run", str(config), "--force"])
     assert bad.exit_code == 2 and "--force only applies with --redo" in bad.output
     bad = await asyncio.to_thread(runner.invoke, app, ["run", str(config), "--redo", "tile"])
-    assert bad.exit_code == 2 and "only caption stages can be redone" in bad.output
+    assert bad.exit_code == 2 and "can be redone, not ['tile']" in bad.output
