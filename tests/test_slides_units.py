@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from pathgen.settings import TissueSettings
 from pathgen.slides import TissueParams, fingerprint_slide, resolve_mpp
 from pathgen.slides.grid import axis_starts
 from pathgen.slides.readers.openslide_reader import parse_resolutions
-from pathgen.slides.tissue import segment_tissue
+from pathgen.slides.tissue import _median_above, segment_tissue
 
 
 def _reader(**props: str) -> SimpleNamespace:
@@ -101,3 +102,14 @@ def test_fingerprint_sees_head_tail_and_size(tmp_path):
     assert fingerprint_slide(b) != fingerprint_slide(a)
     props = {"openslide.quickhash-1": "x"}
     assert fingerprint_slide(a, props) != fingerprint_slide(a)
+
+
+@pytest.mark.parametrize("k", [7, 9, 15])
+def test_wide_median_mask_is_exactly_the_median_then_threshold(k: int) -> None:
+    rng = np.random.default_rng(k)
+    smooth = cv2.GaussianBlur(rng.integers(0, 256, (203, 311), dtype=np.uint8), (0, 0), 3)
+    noisy = np.clip(smooth.astype(int) + rng.integers(-40, 41, smooth.shape), 0, 255)
+    image = noisy.astype(np.uint8)
+    for threshold in (20, int(np.median(image)), 200):
+        expected = (cv2.medianBlur(image, k) > threshold).astype(np.uint8)
+        assert np.array_equal(_median_above(image, k, threshold), expected)

@@ -32,7 +32,9 @@ from pathgen.slides.tissue import TissueMask, TissueParams, detect_tissue
 #: Bump when the tiling algorithm changes in a way that changes its output.
 #: 2: tissue is detected on the pyramid level nearest ``detection_mpp`` as it is when one
 #: lies within 1.5x of it (was: always resized to exactly ``detection_mpp``).
-TILING_VERSION = 2
+#: 3: Otsu's threshold is taken on a 5x5 median when ``median_blur`` is wider (the mask
+#: itself is still the exact wider median's).
+TILING_VERSION = 3
 
 #: A slide is "corrupt" when more than this fraction of its kept tiles cannot be read.
 CORRUPT_FRACTION = 0.5

@@ -7,6 +7,12 @@ never loads whole. Then: HSV saturation → median blur → Otsu threshold, neve
 ``saturation_floor`` → morphological close (``close_um``) → removal of objects
 smaller than ``min_object_um2`` and filling of holes smaller than ``min_hole_um2``.
 
+A median blur wider than 5 px is applied through its threshold decomposition: a
+pixel's k×k median exceeds ``t`` exactly when more than half of its k×k neighbours do,
+so the mask is a box count over ``saturation > t`` (the same mask, at a tenth of the
+cost of OpenCV's k ≥ 7 median). Otsu's threshold is then taken on the 5×5 median,
+which OpenCV computes cheaply.
+
 Example::
 
     tissue = detect_tissue(reader, slide_mpp=0.25, params=TissueParams())
@@ -23,6 +29,10 @@ import numpy as np
 
 from pathgen.slides.base import SlideReader, nearest_level
 from pathgen.slides.reader import read_lowres
+
+#: The widest median OpenCV computes fast on uint8 (a sorting network); wider ones go
+#: through :func:`_median_above`.
+FAST_MEDIAN = 5
 
 #: A pyramid level within this factor of the detection resolution is used as it is.
 NATIVE_SPAN = 1.5
@@ -73,11 +83,15 @@ def segment_tissue(
     """Return ``(mask, threshold)`` for an RGB image at ``mask_mpp`` µm/px."""
     sat = cv2.extractChannel(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), 1)  # contiguous: faster blur
     k = params.median_blur if params.median_blur % 2 else params.median_blur + 1
-    if k > 1 and min(sat.shape) >= k:
-        sat = cv2.medianBlur(sat, k)
-    otsu, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if k <= 1 or min(sat.shape) < k:
+        k = 1
+    blurred = cv2.medianBlur(sat, min(k, FAST_MEDIAN)) if k > 1 else sat
+    otsu, _ = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     threshold = max(int(otsu), int(params.saturation_floor))
-    mask = (sat > threshold).astype(np.uint8)
+    if k <= FAST_MEDIAN:
+        mask = (blurred > threshold).astype(np.uint8)
+    else:
+        mask = _median_above(sat, k, threshold)
     close_px = round(params.close_um / mask_mpp)
     if close_px >= 2:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (close_px, close_px))
@@ -86,6 +100,16 @@ def segment_tissue(
     mask = _drop_small(mask, params.min_object_um2 / px_area, connectivity=8)
     holes = _drop_small(1 - mask, params.min_hole_um2 / px_area, connectivity=4, keep_border=True)
     return (1 - holes).astype(np.uint8), threshold
+
+
+def _median_above(image: np.ndarray, k: int, threshold: int) -> np.ndarray:
+    """``medianBlur(image, k) > threshold`` as uint8 0/1, by counting neighbours above it
+    (replicated borders, as ``cv2.medianBlur``)."""
+    above = (image > threshold).astype(np.uint8)
+    count = cv2.boxFilter(
+        above, cv2.CV_16U, (k, k), normalize=False, borderType=cv2.BORDER_REPLICATE
+    )
+    return (count > (k * k) // 2).astype(np.uint8)
 
 
 def _drop_small(
