@@ -133,3 +133,35 @@ async def test_retries_parking_and_exactly_once(engine, tmp_path) -> None:
         await queue.requeue_done(engine, pop.run_id, ["instruct"], force=True)
         await _run(engine, settings, pop.run_id)
         assert len(await _items(engine, pop.run_id)) == 2 * len(first)
+
+
+async def test_offline_items_for_a_finished_run_and_disabled_stage(engine, tmp_path) -> None:
+    """``--redo instruct`` on a run finished without the stage queues every captioned tile;
+    the offline provider makes template items, all verified; a disabled stage makes none."""
+    from pathgen.runs.handlers.instruct import queue_missing_instruct
+
+    pop = await populate(engine)
+    settings = Settings.model_validate(
+        {
+            "database": {"url": str(engine.url)},
+            "run": {"data_dir": str(tmp_path)},
+            "captioning": {"instruct": {"enabled": True}},
+        }
+    )
+    async with session_scope(engine) as s:
+        await s.execute(update(Run).where(Run.id == pop.run_id).values(config=settings.snapshot()))
+    assert await queue_missing_instruct(engine, pop.run_id, 3) == len(pop.tile_ids)
+    await _run(engine, settings, pop.run_id)
+    items = await _items(engine, pop.run_id)
+    assert {i.tile_id for i in items} == set(pop.tile_ids)
+    assert {i.provider for i in items} == {"offline"} and {i.verifier for i in items} == {"rules"}
+    assert all(i.verify_status == "passed" for i in items)
+    assert {i.kind for i in items} >= {"open", "label"}
+
+    off = settings.model_copy(deep=True)
+    off.captioning.instruct.enabled = False
+    async with session_scope(engine) as s:
+        await s.execute(update(Run).where(Run.id == pop.run_id).values(config=off.snapshot()))
+    await queue.requeue_done(engine, pop.run_id, ["instruct"], force=True)
+    await _run(engine, off, pop.run_id)
+    assert len(await _items(engine, pop.run_id)) == len(items)

@@ -154,3 +154,19 @@ async def test_online_items_are_judged_with_provenance() -> None:
     assert sum(v.input_tokens for v in out[:3]) == 200 and out[0].cost > 0
     assert fake.requests[0].meta["stage"] == "instruct"
     assert "Desmoplastic stroma" in fake.requests[1].messages[-1].text
+
+
+def test_instruct_settings_are_classified_for_drift() -> None:
+    from pathgen.errors import ConfigDrift
+    from pathgen.runs.drift import is_operational, reconcile, stage_of
+    from pathgen.settings import Settings
+
+    assert stage_of("captioning.instruct.yesno") == "instruct"
+    assert stage_of("captioning.instruct.enabled") == "instruct"
+    assert is_operational("captioning.instruct.max_concurrency")
+    assert not is_operational("captioning.instruct.judge_template")
+    old = Settings().snapshot()
+    new = Settings.model_validate({"captioning": {"instruct": {"enabled": True}}}).snapshot()
+    with pytest.raises(ConfigDrift, match="--redo instruct"):
+        reconcile("r", old, new, caption_stages=("summarize", "instruct"))
+    assert reconcile("r", old, new, redo=["instruct"], force=True)[0] == new

@@ -33,7 +33,11 @@ from pathgen.runs.handlers.caption import (
     handle_summarize,
 )
 from pathgen.runs.handlers.embed import handle_embed
-from pathgen.runs.handlers.instruct import handle_instruct, queue_instruct_after
+from pathgen.runs.handlers.instruct import (
+    handle_instruct,
+    queue_instruct_after,
+    queue_missing_instruct,
+)
 from pathgen.runs.handlers.select import handle_select
 from pathgen.runs.handlers.tile import handle_tile
 from pathgen.runs.manifest import SlideEntry
@@ -198,6 +202,8 @@ async def run_pipeline(
         if caption_redo:
             requeued = await queue.requeue_done(engine, run_id, caption_redo, force=force)
             log.warning("requeued %d item(s) of %s", requeued, ", ".join(caption_redo))
+        if "instruct" in redo and settings.captioning.instruct.enabled:
+            await queue_missing_instruct(engine, run_id, settings.workers.max_attempts)
         reclaimed = await reclaim_dead_local_leases(engine, run_id)
         if reclaimed:
             log.warning("reclaimed %d item(s) leased by a worker that died", reclaimed)

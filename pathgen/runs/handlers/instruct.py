@@ -16,7 +16,7 @@ import asyncio
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pathgen.errors import BadOutput
 from pathgen.runs.queue import Claimed, Completion, NewWork
@@ -41,6 +41,18 @@ def queue_instruct_after(handler: Any) -> Any:
         return done
 
     return handle
+
+
+async def queue_missing_instruct(engine: AsyncEngine, run_id: str, max_attempts: int) -> int:
+    """Queue the instruct item of every tile with a final caption that has none yet (what
+    ``run --redo instruct`` does for a run that finished before the stage was enabled)."""
+    from pathgen.runs.queue import enqueue
+    from pathgen.store.captions import final_captions
+
+    async with session_scope(engine) as session:
+        tiles = sorted(await final_captions(session, run_id))
+        work = [NewWork(STAGE, str(t)) for t in tiles]
+        return await enqueue(session, run_id, work, max_attempts=max_attempts)
 
 
 async def _source(session: AsyncSession, run_id: str, tile_id: int) -> CaptionRevision | None:
