@@ -24,6 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathgen.stages.degrade_rules import find_contrast_terms
 from pathgen.stages.text import split_sentences
 from pathgen.stages.vocabulary import ContrastVocabulary, load_contrast_vocabulary, term_pattern
 
@@ -104,8 +105,6 @@ def contains(text: str, term: str) -> bool:
 
 def present_terms(description: str, vocab: ContrastVocabulary) -> list[_Term]:
     """Contrast-vocabulary terms the description contains (not its partner), in text order."""
-    from pathgen.stages.degrade_rules import find_contrast_terms
-
     out: list[_Term] = []
     seen: set[str] = set()
     for sentence in split_sentences(description):

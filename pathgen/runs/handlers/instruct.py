@@ -13,6 +13,7 @@ the item; unusable model output parks it at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -30,7 +31,10 @@ STAGE = "instruct"
 SOURCE_STAGES = ("revise", "human")
 
 
-def queue_instruct_after(handler: Any) -> Any:
+Handler = Callable[[Claimed, Resources], Awaitable[Completion]]
+
+
+def queue_instruct_after(handler: Handler) -> Handler:
     """Wrap the ``summarize`` handler: a finished summary also queues the tile's instruct
     item when the run has the stage enabled."""
 
