@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pathgen.errors import BadOutput
-from pathgen.settings import InstructSettings
+from pathgen.settings import InstructSettings, Settings
 from pathgen.stages.instruct import parse_instruct, parse_judge, run_instruct
 from pathgen.stages.instruct_templates import Draft, InstructMix, LabelContext, make_items
 from pathgen.stages.instruct_verify import check_item
@@ -159,7 +159,6 @@ async def test_online_items_are_judged_with_provenance() -> None:
 def test_instruct_settings_are_classified_for_drift() -> None:
     from pathgen.errors import ConfigDrift
     from pathgen.runs.drift import is_operational, reconcile, stage_of
-    from pathgen.settings import Settings
 
     assert stage_of("captioning.instruct.yesno") == "instruct"
     assert stage_of("captioning.instruct.enabled") == "instruct"
@@ -170,3 +169,19 @@ def test_instruct_settings_are_classified_for_drift() -> None:
     with pytest.raises(ConfigDrift, match="--redo instruct"):
         reconcile("r", old, new, caption_stages=("summarize", "instruct"))
     assert reconcile("r", old, new, redo=["instruct"], force=True)[0] == new
+
+
+async def test_preflight_renders_the_instruct_templates() -> None:
+    from pathgen.errors import CannotStart
+    from pathgen.runs.preflight import preflight
+
+    online = {"enabled": True, "provider": "openai", "model": "m", "api_key_env": ""}
+    good = Settings.model_validate({"captioning": {"instruct": online}})
+    await preflight(good, ["instruct"])
+    bad = Settings.model_validate(
+        {"captioning": {"instruct": {**online, "judge_template": "no_such_judge_v9"}}}
+    )
+    with pytest.raises(CannotStart) as err:
+        await preflight(bad, ["instruct"])
+    assert err.value.problems[0][:2] == ("instruct", "captioning.instruct.template")
+    assert "no_such_judge_v9" in err.value.problems[0][2]

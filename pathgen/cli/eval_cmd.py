@@ -113,6 +113,7 @@ def eval_command(
             f"instruct: {ins['items']} items ({mix}); yes/no answers "
             f"{'-' if yes is None else f'{yes:.1%} yes'}; {ins['failed']} failed verification",
             highlight=False,
+            soft_wrap=True,
         )
     console.print(f"report written to {index}", highlight=False)
 
