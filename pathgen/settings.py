@@ -135,7 +135,6 @@ class InstructSettings(StageSettings):
     #: Send the tile image with the generation request (a VLM).
     with_image: bool = False
     judge_template: str | None = None
-    temperature: float = Field(0.2, ge=0, le=2)
     max_tokens: int = Field(1500, ge=1)
 
 

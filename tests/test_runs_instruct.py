@@ -123,6 +123,12 @@ async def test_retries_parking_and_exactly_once(engine, tmp_path) -> None:
         assert llm.input_tokens > 0 and llm.verifier == "judge:mock-llm"
         assert {i.revision_id for i in per_tile[tiles[0]]} == {newest[0]}  # newest revise
 
+        from pathgen.runs.progress import snapshot
+
+        progress = {p.stage: p for p in (await snapshot(engine, pop.run_id)).stages}
+        assert progress["instruct"].done == 4 and progress["instruct"].failed == 2
+        assert progress["instruct"].input_tokens == sum(i.input_tokens for i in first) > 0
+
         # Exactly once: queued again, the finished tiles reuse their items (no call, no
         # row); only the two parked tiles call again (and are parked again).
         await queue.requeue_done(engine, pop.run_id, ["instruct"])
