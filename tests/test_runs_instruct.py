@@ -74,7 +74,7 @@ async def test_retries_parking_and_exactly_once(engine, tmp_path) -> None:
     with run_mock_server(latency=0.01, replies=REPLIES) as srv:
         stage = {
             "enabled": True, "provider": "openai", "model": "mock-llm", "base_url": srv.base_url,
-            "api_key_env": "", "max_attempts": 2, "timeout_s": 5,
+            "api_key_env": "", "max_attempts": 2, "timeout_s": 5, "with_image": True,
         }  # fmt: skip
         settings = Settings.model_validate(
             {
@@ -123,6 +123,12 @@ async def test_retries_parking_and_exactly_once(engine, tmp_path) -> None:
         assert llm.input_tokens > 0 and llm.verifier == "judge:mock-llm"
         assert {i.revision_id for i in per_tile[tiles[0]]} == {newest[0]}  # newest revise
 
+        # The tile goes with the generation request (a VLM), not with the judge's.
+        bodies = [json.dumps(r.body) for r in srv.requests()]
+        asks = [b for b in bodies if "Write question-answer pairs" in b]
+        judged = [b for b in bodies if "Judge each numbered item" in b]
+        assert asks and all("data:image/jpeg;base64," in b for b in asks)
+        assert judged and not any("image_url" in b for b in judged)
         from pathgen.runs.progress import snapshot
 
         progress = {p.stage: p for p in (await snapshot(engine, pop.run_id)).stages}
