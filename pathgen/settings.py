@@ -116,6 +116,28 @@ class StageSettings(_Section):
     mode: Literal["rules", "llm"] = "rules"
 
 
+class InstructSettings(StageSettings):
+    """The optional ``instruct`` stage: instruction-tuning / VQA items from the final
+    description. ``provider = "offline"`` makes them from templates (no model call);
+    otherwise the model writes them (``template``, default ``instruct_v1``) and a judge
+    (``judge_template``, default ``instruct_judge_v1``, same provider and model) checks
+    every answer against the description."""
+
+    enabled: bool = False
+    #: Items per tile of each type (label items need a manifest label or organ).
+    open: int = Field(2, ge=0, le=10)
+    yesno: int = Field(2, ge=0, le=10)
+    choice: int = Field(1, ge=0, le=10)
+    label: int = Field(2, ge=0, le=2)
+    conversation: int = Field(1, ge=0, le=5)
+    #: Most turns of a conversation (at least 2).
+    max_turns: int = Field(4, ge=2, le=8)
+    #: Send the tile image with the generation request (a VLM).
+    with_image: bool = False
+    judge_template: str | None = None
+    max_tokens: int = Field(1500, ge=1)
+
+
 class SelectionSettings(_Section):
     top_k: int = Field(64, ge=0)
     kmeans_k: int | None = Field(None, ge=1)
@@ -147,6 +169,7 @@ class CaptionSettings(_Section):
     #: these, and the ``fuse`` stage merges the descriptions before revision.
     describers: list[StageSettings] = Field(default_factory=list)
     fuse: StageSettings = StageSettings()
+    instruct: InstructSettings = InstructSettings()
     degrade_copies: int = Field(1, ge=0)
     max_clip_tokens: int = Field(77, ge=8)
     #: Few-shot describe: put the captions of the k most similar reviewed (accepted or
@@ -261,8 +284,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         if isinstance(node, dict) and leaf in node:
             node[leaf] = _as_path(node[leaf], base, maybe=dotted in MAYBE_PATH_KEYS)
     for section in _stage_sections(data):
-        if "template" in section:
-            section["template"] = _as_path(section["template"], base, maybe=True)
+        for key in ("template", "judge_template"):
+            if key in section:
+                section[key] = _as_path(section[key], base, maybe=True)
     db = data.get("database")
     url = db.get("url") if isinstance(db, dict) else None
     if isinstance(url, str) and url.startswith(_SQLITE_PREFIX):

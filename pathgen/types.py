@@ -11,4 +11,8 @@ PIPELINE_STAGES: tuple[str, ...] = (
     "degrade",
     "revise",
     "summarize",
+    "instruct",
 )
+
+#: The question types of the ``instruct`` stage.
+INSTRUCT_KINDS: tuple[str, ...] = ("open", "yesno", "choice", "label", "conversation")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -46,6 +47,12 @@ def test_eval_on_demo_run(tmp_path: Path) -> None:
     final = metrics["groups"]["final"]
     assert final["clip_score"]["n"] == captioned
     assert final["near_duplicate_embedder"].startswith("clip:")
+    instruct = metrics["instruct"]  # the demo enables the instruct stage
+    assert instruct["items"] > 0 and instruct["failed"] == 0
+    assert 0.45 <= instruct["yes_no"]["yes_share"] <= 0.55
+    assert all(b["items"] > 0 for b in instruct["by_kind"].values())
+    assert re.search(r"instruct: \d+ items .* yes/no answers \d+\.\d% yes", result.output)
     html = (out / "index.html").read_text(encoding="utf-8")
     assert html.lstrip().startswith("<!DOCTYPE html>") and "recovery-table" in html
+    assert "instruct-table" in html
     assert all(p.stat().st_size > 0 for p in (out / "plots").glob("*.png"))

@@ -33,7 +33,7 @@ async def _count(db_url: str, stage: str, statuses: tuple[str, ...] = ("ok",)) -
 
 
 def test_downstream_of_a_caption_stage() -> None:
-    assert downstream(["revise"]) == ["revise", "summarize"]
+    assert downstream(["revise"]) == ["revise", "summarize", "instruct"]
     assert downstream(["summarize", "describe"])[0] == "describe"
     assert downstream(["select"]) == []  # a new selection round queues its own work
     with pytest.raises(ConfigError, match="only select, describe"):

@@ -97,6 +97,31 @@ def _diff_text(step: Any, plain: bool = False) -> Text:
     return out
 
 
+def _print_instruct(items: list[dict[str, Any]]) -> None:
+    """The instruct items made from a revision, indented under it."""
+    from rich.markup import escape
+
+    for item in items:
+        verdict = (
+            "[green]passed[/green]"
+            if item["verify_status"] == "passed"
+            else f"[red]FAILED: {escape(item['verify_reason'] or '')}[/red]"
+        )
+        prompt = item["template_name"] or "-"
+        if item["template_hash"]:
+            prompt += f"@{item['template_hash'][:8]}"
+        console.print(
+            f"  [bold]instruct #{item['item_id']}[/bold] {item['kind']}  "
+            f"{escape(item['provider'])}/{escape(item['model'])}  prompt {escape(prompt)}  "
+            f"tokens {item['input_tokens']}+{item['output_tokens']}  ${item['cost']:.4f}  "
+            f"{escape(item['verifier'] or '-')}: {verdict}",
+            highlight=False,
+        )
+        for turn in item["turns"]:
+            console.print(f"    Q: {turn['question']}", highlight=False, markup=False)
+            console.print(f"    A: {turn['answer']}", highlight=False, markup=False)
+
+
 def _print_history(history: Any) -> None:
     from rich.markup import escape
     from rich.text import Text
@@ -124,6 +149,7 @@ def _print_history(history: Any) -> None:
             console.print(_diff_text(step, plain=console.color_system is None))
             if step.edits:
                 console.print(Text(f"edits: {json.dumps(step.edits)}", style="dim"))
+            _print_instruct(step.instruct)
     console.rule("reviews")
     if not history.reviews:
         console.print("unreviewed", highlight=False)
@@ -143,7 +169,8 @@ def show(
     run: str | None = typer.Option(None, "--run", help="Only this run's revisions and reviews."),
     as_json: bool = typer.Option(False, "--json", help="Print the history as JSON."),
 ) -> None:
-    """Show a tile's caption revision chains with word diffs, provenance and reviews."""
+    """Show a tile's caption revision chains with word diffs, provenance and reviews, and
+    the instruct items under the revision they were made from."""
     from pathgen.curation import tile_history
 
     settings = state(ctx).settings

@@ -105,6 +105,16 @@ def eval_command(
     console.print(
         f"recovery: {rec['edits_undone']}/{rec['edits_made']} planted edits undone", highlight=False
     )
+    ins = metrics["instruct"]
+    if ins["items"]:
+        mix = ", ".join(f"{k} {v['items']}" for k, v in ins["by_kind"].items() if v["items"])
+        yes = ins["yes_no"]["yes_share"]
+        console.print(
+            f"instruct: {ins['items']} items ({mix}); yes/no answers "
+            f"{'-' if yes is None else f'{yes:.1%} yes'}; {ins['failed']} failed verification",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"report written to {index}", highlight=False)
 
 

@@ -1,4 +1,4 @@
-"""``pathgen export``: WebDataset shards, revise-training pairs, caption tables."""
+"""``pathgen export``: WebDataset shards, revise-training pairs, caption tables, instruct data."""
 
 from __future__ import annotations
 
@@ -190,6 +190,54 @@ def open_clip_model(
         f"wrote {folder} ({clip.fingerprint}); train it with "
         f"`python -m open_clip_train.main --model local-dir:{folder} ...`; its weights "
         f"{folder / WEIGHTS_FILE} are a [model] pretrained for pathgen",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+async def _instruct(settings: Settings, run_id: str, out: Path, reviewed: bool, **options: Any):  # noqa: ANN202
+    import asyncio
+
+    from pathgen.export.instruct import load_instruct_records
+    from pathgen.export.instruct_formats import write_instruct
+    from pathgen.store.engine import make_engine, read_scope
+
+    engine = make_engine(settings.database.url)
+    try:
+        async with read_scope(engine) as session:
+            records = await load_instruct_records(session, run_id, only_reviewed=reviewed)
+    finally:
+        await engine.dispose()
+    return await asyncio.to_thread(write_instruct, records, out, **options)
+
+
+@export_app.command("instruct")
+def instruct(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run id."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    fmt: str = typer.Option("llava", "--format", help="llava, llava-questions, openai or parquet."),
+    val: float = typer.Option(0.1, "--val", min=0, max=1, help="Share of slides for val."),
+    test: float = typer.Option(0.1, "--test", min=0, max=1, help="Share of slides for test."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the slide split."),
+    only_reviewed: bool = typer.Option(
+        False, "--only-reviewed", help="Export only items a curator accepted or edited."
+    ),
+    workers: int = typer.Option(4, "--workers", min=1, help="Tile reader threads."),
+) -> None:
+    """Write RUN's verified instruct items (VQA / instruction tuning), split by slide."""
+    settings = state(ctx).settings
+    result = run_async(
+        lambda: _instruct(
+            settings, run, out, only_reviewed, fmt=fmt, val=val, test=test, seed=seed,
+            workers=workers,
+        )
+    )  # fmt: skip
+    counts = ", ".join(f"{s} {n}" for s, n in result.counts.items())
+    kept = f" ({result.images_kept} kept from an earlier export)" if result.images_kept else ""
+    console.print(
+        f"exported {sum(result.counts.values())} items ({counts}) as {fmt} to {out}; "
+        f"{result.images_written} images written{kept}",
         highlight=False,
         soft_wrap=True,
     )

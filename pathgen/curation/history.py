@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pathgen.errors import StoreError
-from pathgen.store.models import CaptionRevision, Review, Slide, Tile
+from pathgen.store.models import CaptionRevision, InstructItem, Review, Slide, Tile
 from pathgen.store.revisions import revision_chain, tile_revisions
 
 DiffOp = Literal["equal", "insert", "delete"]
@@ -68,6 +68,8 @@ class RevisionStep:
     error: str | None
     edits: list[Any] | None
     diff: list[tuple[DiffOp, str]] | None = None
+    #: The instruct items made from this revision (see :func:`_instruct_items`).
+    instruct: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def prompt(self) -> str:
@@ -120,6 +122,36 @@ def _step(rev: CaptionRevision, parent: CaptionRevision | None) -> RevisionStep:
     )
 
 
+async def _instruct_items(
+    session: AsyncSession, tile_id: int, run_id: str | None
+) -> dict[int, list[dict[str, Any]]]:
+    """``{revision id: [item dicts]}`` of the tile's instruct items, oldest first."""
+    stmt = select(InstructItem).where(InstructItem.tile_id == tile_id)
+    if run_id is not None:
+        stmt = stmt.where(InstructItem.run_id == run_id)
+    out: dict[int, list[dict[str, Any]]] = {}
+    for item in await session.scalars(stmt.order_by(InstructItem.id)):
+        out.setdefault(item.revision_id, []).append(
+            {
+                "item_id": item.id,
+                "parent_id": item.parent_id,
+                "kind": item.kind,
+                "turns": item.turns,
+                "provider": item.provider,
+                "model": item.model,
+                "template_name": item.template_name,
+                "template_hash": item.template_hash,
+                "input_tokens": item.input_tokens,
+                "output_tokens": item.output_tokens,
+                "cost": item.cost,
+                "verify_status": item.verify_status,
+                "verify_reason": item.verify_reason,
+                "verifier": item.verifier,
+            }
+        )
+    return out
+
+
 async def tile_history(
     session: AsyncSession, tile_id: int, run_id: str | None = None
 ) -> TileHistory:
@@ -147,10 +179,13 @@ async def tile_history(
     leaves = sorted(
         (r for r in revisions if r.id not in parents), key=lambda r: (r.branch != "caption", r.id)
     )
+    items = await _instruct_items(session, tile_id, run_id)
     chains: list[list[RevisionStep]] = []
     for leaf in leaves:
         chain = await revision_chain(session, leaf.id)
         chains.append([_step(rev, chain[i - 1] if i else None) for i, rev in enumerate(chain)])
+        for step in chains[-1]:
+            step.instruct = items.get(step.revision_id, [])
     review_stmt = select(Review).where(Review.tile_id == tile_id)
     if run_id is not None:
         review_stmt = review_stmt.where(Review.run_id == run_id)

@@ -15,7 +15,9 @@ Groups: every ``ok`` caption-branch revision is grouped by ``stage/provider:mode
   group's newest caption per tile;
 * ``references`` (when given): BLEU-4, ROUGE-L F and Sentence-BERT cosine against them.
 
-Run-level: reviser recovery (:mod:`pathgen.eval.recovery_metrics`) and human review rates.
+Run-level: reviser recovery (:mod:`pathgen.eval.recovery_metrics`), human review rates and
+the instruct items' type mix, yes/no balance and verification failures
+(:mod:`pathgen.eval.instruct_metrics`).
 
 Example::
 
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from pathgen.embed.model import ClipModel
+from pathgen.eval.instruct_metrics import instruct_summary
 from pathgen.eval.ranking import (
     NEAR_DUPLICATE_COSINE,
     exact_duplicate_rate,
@@ -250,4 +253,5 @@ def evaluate_run(
         "recovery": recovery_summary(data.revisions),
         "review": review_summary(data),
         "references": ref_baseline,
+        "instruct": instruct_summary(data.instruct),
     }

@@ -1,4 +1,4 @@
-"""Read one run's tiles, caption revisions and reviews from the store into plain records.
+"""Read one run's tiles, caption revisions, reviews and instruct items into plain records.
 
 This is the evaluation's only database access (the metrics modules are pure).
 
@@ -13,9 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.errors import StoreError
-from pathgen.eval.records import ReviewRecord, RevisionRecord, RunData, TileRef
+from pathgen.eval.records import (
+    InstructItemRecord,
+    ReviewRecord,
+    RevisionRecord,
+    RunData,
+    TileRef,
+)
 from pathgen.store.captions import final_captions, latest_reviews
 from pathgen.store.engine import read_scope
+from pathgen.store.instruct import current_items
 from pathgen.store.models import CaptionRevision, Run, Slide, Tile
 
 
@@ -72,6 +79,19 @@ async def load_run_data(engine: AsyncEngine, run_id: str) -> RunData:
                 )
         reviews = await latest_reviews(session, run_id)
         finals = await final_captions(session, run_id)
+        instruct = [
+            InstructItemRecord(
+                id=i.id,
+                tile_id=i.tile_id,
+                kind=i.kind,
+                verify_status=i.verify_status,
+                verify_reason=i.verify_reason,
+                yes_no=tuple(str(t["answer_label"]) for t in i.turns if t.get("answer_label")),
+                turns=len(i.turns),
+                cost=i.cost,
+            )
+            for i in await current_items(session, run_id)
+        ]
         return RunData(
             run_id=run_id,
             config=dict(run.config or {}),
@@ -82,4 +102,5 @@ async def load_run_data(engine: AsyncEngine, run_id: str) -> RunData:
                 for r in sorted(reviews.values(), key=lambda r: r.tile_id)
             ],
             final_revision_ids={t: f.revision_id for t, f in finals.items()},
+            instruct=instruct,
         )

@@ -46,6 +46,21 @@ class ReviewRecord:
     revision_id: int | None = None
 
 
+@dataclass(frozen=True)
+class InstructItemRecord:
+    """One current instruct item (the columns the evaluation needs)."""
+
+    id: int
+    tile_id: int
+    kind: str
+    verify_status: str
+    verify_reason: str | None
+    #: ``answer_label`` ("yes"/"no") of each yes/no turn.
+    yes_no: tuple[str, ...] = ()
+    turns: int = 1
+    cost: float = 0.0
+
+
 @dataclass
 class RunData:
     """Everything :func:`pathgen.eval.evaluate.evaluate_run` reads about one run."""
@@ -56,3 +71,4 @@ class RunData:
     revisions: list[RevisionRecord]
     reviews: list[ReviewRecord] = field(default_factory=list)  # newest per tile
     final_revision_ids: dict[int, int] = field(default_factory=dict)  # tile -> revision
+    instruct: list[InstructItemRecord] = field(default_factory=list)  # current items

@@ -72,6 +72,10 @@ duplicate_threshold = 0.999
 
 [captioning]
 degrade_copies = 1
+
+# Instruction-tuning / VQA items from each final description (template-made offline).
+[captioning.instruct]
+enabled = true
 """,
         encoding="utf-8",
     )

@@ -74,6 +74,7 @@ STAGE_OF = {
     "captioning.revise": "revise",
     "captioning.summarize": "summarize",
     "captioning.max_clip_tokens": "summarize",
+    "captioning.instruct": "instruct",
 }
 
 

@@ -1,9 +1,9 @@
 """The stage graph and the two ways to drive it: ``run_pipeline`` and ``run_worker``.
 
 Stages stream through the queue: tile → embed → select → describe → degrade → revise
-→ summarize. Each completion enqueues the next stage's items for the same slide or
-tile, so a tile can be in revise while another slide is still being tiled; only
-select waits for its slide's embeddings.
+→ summarize (→ instruct, when enabled). Each completion enqueues the next stage's items
+for the same slide or tile, so a tile can be in revise while another slide is still
+being tiled; only select waits for its slide's embeddings.
 
 Example::
 
@@ -33,6 +33,11 @@ from pathgen.runs.handlers.caption import (
     handle_summarize,
 )
 from pathgen.runs.handlers.embed import handle_embed
+from pathgen.runs.handlers.instruct import (
+    handle_instruct,
+    queue_instruct_after,
+    queue_missing_instruct,
+)
 from pathgen.runs.handlers.select import handle_select
 from pathgen.runs.handlers.tile import handle_tile
 from pathgen.runs.manifest import SlideEntry
@@ -60,7 +65,8 @@ HANDLERS: dict[str, Handler] = {
     "fuse": handle_fuse,
     "degrade": handle_degrade,
     "revise": handle_revise,
-    "summarize": handle_summarize,
+    "summarize": queue_instruct_after(handle_summarize),
+    "instruct": handle_instruct,
 }
 
 
@@ -196,6 +202,8 @@ async def run_pipeline(
         if caption_redo:
             requeued = await queue.requeue_done(engine, run_id, caption_redo, force=force)
             log.warning("requeued %d item(s) of %s", requeued, ", ".join(caption_redo))
+        if "instruct" in redo and settings.captioning.instruct.enabled:
+            await queue_missing_instruct(engine, run_id, settings.workers.max_attempts)
         reclaimed = await reclaim_dead_local_leases(engine, run_id)
         if reclaimed:
             log.warning("reclaimed %d item(s) leased by a worker that died", reclaimed)

@@ -64,6 +64,8 @@ def llm_stages(settings: Settings, stages: Sequence[str]) -> list[LLMStage]:
         out.append(LLMStage("revise", "captioning.revise", cap.revise))
     if "summarize" in stages:
         out.append(LLMStage("summarize", "captioning.summarize", cap.summarize))
+    if "instruct" in stages and cap.instruct.enabled and cap.instruct.provider != "offline":
+        out.append(LLMStage("instruct", "captioning.instruct", cap.instruct))
     return out
 
 
@@ -108,6 +110,12 @@ def _render_samples(step: LLMStage, settings: Settings) -> None:
         limit = settings.captioning.max_clip_tokens
         format_summarize(text, cfg, limit)
         format_summarize(text, cfg, limit, strict=True, previous=text, previous_tokens=90)
+    elif step.stage == "instruct":
+        from pathgen.stages.instruct import format_instruct, format_judge, parse_instruct
+
+        format_instruct(text, cfg, image)
+        drafts = parse_instruct('{"items": [{"type": "open", "question": "Q?", "answer": "A."}]}')
+        format_judge(text, drafts, cfg)
 
 
 def _check_key(step: LLMStage) -> str | None:

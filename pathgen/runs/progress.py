@@ -20,12 +20,12 @@ from pathgen.runs import queue
 from pathgen.runs.outcome import effective_status
 from pathgen.runs.owner import lease_holders, owner_alive
 from pathgen.store.engine import read_scope
-from pathgen.store.models import CaptionRevision, Run, RunSlide, Slide
+from pathgen.store.models import CaptionRevision, InstructItem, Run, RunSlide, Slide
 from pathgen.store.outage import rides_out_outages
 from pathgen.types import PIPELINE_STAGES
 
 #: Stages shown only when the run has items of them.
-OPTIONAL_STAGES = frozenset({"fuse"})
+OPTIONAL_STAGES = frozenset({"fuse", "instruct"})
 
 
 @dataclass
@@ -85,6 +85,15 @@ async def snapshot(engine: AsyncEngine, run_id: str) -> RunProgress:
             .where(CaptionRevision.run_id == run_id)
             .group_by(CaptionRevision.stage)
         )
+        instruct = (
+            await session.execute(
+                select(
+                    func.sum(InstructItem.input_tokens),
+                    func.sum(InstructItem.output_tokens),
+                    func.sum(InstructItem.cost),
+                ).where(InstructItem.run_id == run_id)
+            )
+        ).one()
         slides_failed = await session.scalar(
             select(func.count())
             .select_from(RunSlide)
@@ -92,6 +101,8 @@ async def snapshot(engine: AsyncEngine, run_id: str) -> RunProgress:
             .where(RunSlide.run_id == run_id, Slide.status == "failed")
         )
     tokens = {stage: (i or 0, o or 0, c or 0.0) for stage, i, o, c in usage}
+    if instruct[0] is not None:  # instruct items carry their own usage
+        tokens["instruct"] = (instruct[0], instruct[1] or 0, instruct[2] or 0.0)
     stages = []
     for stage in [*PIPELINE_STAGES, *sorted(set(counts) - set(PIPELINE_STAGES))]:
         if stage in OPTIONAL_STAGES and stage not in counts:

@@ -12,8 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from typing import Any
 
@@ -23,13 +21,12 @@ from pathgen.prompts import Template, render_parts
 from pathgen.settings import StageSettings
 from pathgen.stages.degrade_rules import degrade_rules
 from pathgen.stages.output import Parsed, StageOutput, build_request, call_stage, stage_params
-from pathgen.stages.text import split_sentences, tokens
+from pathgen.stages.text import json_object, split_sentences, tokens
 from pathgen.stages.vocabulary import load_contrast_vocabulary
 
 STAGE = "degrade"
 DEFAULT_TEMPLATE = "degrade_llm_v1"
 _OPS = {"add", "delete", "modify"}
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
 def format_degrade_llm(
@@ -41,23 +38,6 @@ def format_degrade_llm(
     )
     meta = {"stage": STAGE, "description": description, "n_edits": n_edits, "seed": seed}
     return build_request(parts, settings, meta=meta), template
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    for cand in candidates:
-        start, end = cand.find("{"), cand.rfind("}")
-        if start < 0 or end <= start:
-            continue
-        chunk = cand[start : end + 1]
-        for attempt in (chunk, re.sub(r",\s*([}\]])", r"\1", chunk)):
-            try:
-                data = json.loads(attempt)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(data, dict):
-                return data
-    raise BadOutput("degrade answer holds no JSON object", raw=text)
 
 
 def _opt_str(value: Any) -> str | None:
@@ -114,7 +94,7 @@ def parse_degrade_llm(text: str, original: str) -> Parsed:
     located in the original (delete/modify) or counted as in rule mode (add: the original
     sentence it precedes). Raises BadOutput (with the raw text) when unusable.
     """
-    data = _json_object(text)
+    data = json_object(text, "degrade answer")
     degraded = _opt_str(data.get("degraded") or data.get("degraded_text") or data.get("text"))
     raw_edits = data.get("edits")
     if not degraded or not isinstance(raw_edits, list) or not raw_edits:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from pathgen.errors import BadOutput
 
@@ -36,6 +38,7 @@ _REFUSAL = re.compile(
     r"(?:no|not\s+an?)\s+image\s+(?:was\s+)?(?:provided|attached|available))",
     re.IGNORECASE,
 )
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 _PREFIX = re.compile(r"^\s*(?:caption|summary|description|corrected description)\s*:\s*", re.I)
 
 
@@ -110,3 +113,22 @@ def clean_prose(text: str) -> str:
     if not body:
         raise BadOutput("the model returned no usable text", raw=raw)
     return body
+
+
+def json_object(text: str, what: str = "answer") -> dict[str, Any]:
+    """The first JSON object in a model answer: code fences, prose around it and trailing
+    commas are tolerated. Raises :class:`BadOutput` (with the raw text) naming ``what``."""
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    for cand in candidates:
+        start, end = cand.find("{"), cand.rfind("}")
+        if start < 0 or end <= start:
+            continue
+        chunk = cand[start : end + 1]
+        for attempt in (chunk, re.sub(r",\s*([}\]])", r"\1", chunk)):
+            try:
+                data = json.loads(attempt)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(data, dict):
+                return data
+    raise BadOutput(f"{what} holds no JSON object", raw=text)

@@ -262,3 +262,52 @@ class WorkItem(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class InstructItem(Base):
+    """Append-only: one instruction-tuning / VQA item made from a caption revision.
+
+    ``turns`` is a list of ``{"question", "answer", "kind", ...}`` (one for every type
+    but ``conversation``); ``verify_status`` (``passed``/``failed``) and
+    ``verify_reason`` record the check of every answer against the source description;
+    a curator's edit is a new item (provider ``human``) whose parent is the edited one.
+    """
+
+    __tablename__ = "instruct_items"
+    __table_args__ = (Index(None, "run_id", "tile_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"))
+    revision_id: Mapped[int] = mapped_column(ForeignKey("caption_revisions.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("instruct_items.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    turns: Mapped[list[Any]] = mapped_column(JSON)
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(255))
+    template_name: Mapped[str | None] = mapped_column(String(128))
+    template_hash: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    verify_status: Mapped[str] = mapped_column(String(16))
+    verify_reason: Mapped[str | None] = mapped_column(Text)
+    verifier: Mapped[str | None] = mapped_column(String(255))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InstructReview(Base):
+    """A curator's accept / reject / edit decision on an instruct item."""
+
+    __tablename__ = "instruct_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("instruct_items.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

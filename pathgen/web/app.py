@@ -28,7 +28,7 @@ from pathgen.settings import Settings
 from pathgen.slides import SlideCache
 from pathgen.store import migrate
 from pathgen.store.engine import make_engine
-from pathgen.web import actions, media, pages
+from pathgen.web import actions, instruct, media, pages
 from pathgen.web.csrf import request_token, set_token_cookie
 from pathgen.web.render import STATIC_DIR, make_templates, render
 from pathgen.web.semantic import ClipModels
@@ -80,6 +80,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(media.router)
     app.include_router(actions.router)
+    app.include_router(instruct.router)
 
     @app.middleware("http")
     async def csrf_cookie(
