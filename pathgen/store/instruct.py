@@ -2,7 +2,7 @@
 
 Like caption revisions, an item is never updated or deleted; enforced three times: this
 API offers no mutation, the ORM refuses to flush a changed or deleted item, and the
-database has triggers (migration 0009). A curator's correction is a new item (provider
+database has triggers (migration 0006). A curator's correction is a new item (provider
 ``human``) whose ``parent_id`` is the corrected one; the newest item of a chain is the
 *current* one, and its newest review decides whether it is exported.
 

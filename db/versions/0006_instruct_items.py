@@ -1,6 +1,6 @@
 """Instruction-tuning / VQA items and their reviews.
 
-Revision ID: 0009
+Revision ID: 0006
 Revises: 0005
 
 ``instruct_items`` is append-only like ``caption_revisions``: triggers reject an UPDATE
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
