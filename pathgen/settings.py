@@ -107,6 +107,8 @@ class StageSettings(_Section):
     template: str | None = None
     price_input_per_1k: float = Field(0.0, ge=0)
     price_output_per_1k: float = Field(0.0, ge=0)
+    #: Price of input tokens the provider served from its prompt cache (default: input price).
+    price_cached_input_per_1k: float | None = Field(None, ge=0)
     max_concurrency: int = Field(16, ge=1)
     requests_per_minute: int | None = Field(None, ge=1)
     tokens_per_minute: int | None = Field(None, ge=1)

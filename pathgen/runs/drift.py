@@ -41,6 +41,7 @@ OPERATIONAL_LEAVES = frozenset(
         "max_attempts",
         "price_input_per_1k",
         "price_output_per_1k",
+        "price_cached_input_per_1k",
         "api_key_env",
         "base_url",
     }

@@ -71,6 +71,8 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The last ``pathgen estimate`` of the run: per stage calls, tokens, cost (JSON).
+    estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Slide(Base):
@@ -210,6 +212,8 @@ class CaptionRevision(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    #: Of ``input_tokens``, those the provider served from its prompt cache.
+    cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     status: Mapped[str] = mapped_column(String(16), default="ok")

@@ -17,6 +17,9 @@ Faults are injected precisely in two ways:
 
 A ``[[delay:SECONDS]]`` marker sets that request's latency.
 
+Usage (``prompt_tokens``, and ``prompt_tokens_details.cached_tokens`` from a prefix cache
+over the requests seen so far) is counted as :mod:`pathgen.testing.usage` says.
+
 Kinds: ``429`` (ARG = Retry-After seconds, default ``retry_after``), ``500``, ``503``,
 ``400``, ``401``, ``404``, ``hang`` (ARG = seconds, default one hour), ``malformed``
 (truncated JSON with status 200), ``empty`` (empty content), ``refusal``
@@ -53,6 +56,9 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pathgen.llm.tokens import text_tokens
+from pathgen.testing.usage import PromptCache
 
 _FAULT_RE = re.compile(rb"\[\[fault:([a-z0-9]+)(?::([0-9.]+))?(?:\*(\d+))?\]\]")
 _DELAY_RE = re.compile(rb"\[\[delay:([0-9.]+)\]\]")
@@ -100,6 +106,8 @@ class _State:
     #: (substring, content): a request whose last user text contains the substring gets
     #: that content instead of the echo, e.g. a list of prompts for a prompt-writing call.
     replies: list[tuple[str, str]] = field(default_factory=list)
+    #: Prefix cache behind ``usage.prompt_tokens_details.cached_tokens``.
+    cache: PromptCache = field(default_factory=PromptCache)
     log: list[RecordedRequest] = field(default_factory=list)
     marker_hits: dict[bytes, int] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -128,10 +136,10 @@ def _message_texts(body: dict[str, Any]) -> tuple[str, int]:
     return last_text, images
 
 
-def _completion(body: dict[str, Any], content: str | None, *, finish: str, refusal: str | None):
-    text, images = _message_texts(body)
-    in_tokens = sum(len(json.dumps(m.get("content", ""))) for m in body.get("messages", [])) // 4
-    out_tokens = len(content or refusal or "") // 4
+def _completion(
+    state: _State, body: dict[str, Any], content: str | None, *, finish: str, refusal: str | None
+) -> dict[str, Any]:
+    out_tokens = text_tokens(content or refusal or "")
     return {
         "id": "chatcmpl-mock",
         "object": "chat.completion",
@@ -144,11 +152,7 @@ def _completion(body: dict[str, Any], content: str | None, *, finish: str, refus
                 "message": {"role": "assistant", "content": content, "refusal": refusal},
             }
         ],
-        "usage": {
-            "prompt_tokens": in_tokens + 85 * images,
-            "completion_tokens": out_tokens,
-            "total_tokens": in_tokens + 85 * images + out_tokens,
-        },
+        "usage": state.cache.usage(body, out_tokens),
     }
 
 
@@ -247,6 +251,7 @@ class _Connection(asyncio.Protocol):
         if method == "POST" and path == "/_mock/reset":
             state.log.clear()
             state.marker_hits.clear()
+            state.cache.clear()
             return _response(200, b"{}")
         arrived = time.monotonic()
         try:
@@ -299,12 +304,14 @@ class _Connection(asyncio.Protocol):
         if kind == "malformed":
             return _response(200, b'{"id": "chatcmpl-mock", "choices": [{"mess')
         if kind == "empty":
-            payload = _completion(body, "", finish="stop", refusal=None)
+            payload = _completion(self.state, body, "", finish="stop", refusal=None)
         elif kind == "refusal":
-            payload = _completion(body, None, finish="content_filter", refusal="I can't help.")
+            payload = _completion(
+                self.state, body, None, finish="content_filter", refusal="I can't help."
+            )
         elif kind == "overthink":
             thinking = "<think>The user wants a description. Let me look at the nuclei"
-            payload = _completion(body, thinking, finish="length", refusal=None)
+            payload = _completion(self.state, body, thinking, finish="length", refusal=None)
         else:
             text, images = _message_texts(body)
             content = next((c for key, c in self.state.replies if key in text), None)
@@ -314,7 +321,7 @@ class _Connection(asyncio.Protocol):
                 content = f"<think>\nThe user wants a caption. I see nuclei.\n</think>\n\n{content}"
             elif kind == "length":
                 content, finish = content[: max(1, len(content) // 2)], "length"
-            payload = _completion(body, content, finish=finish, refusal=None)
+            payload = _completion(self.state, body, content, finish=finish, refusal=None)
         return _response(200, json.dumps(payload).encode())
 
 
@@ -388,8 +395,11 @@ def run_mock_server(
     keep_bodies: bool = True,
     process: bool = False,
     replies: Sequence[tuple[str, str]] = (),
+    prompt_cache: bool = True,
 ) -> Iterator[MockServer]:
-    """Serve on 127.0.0.1 (ephemeral port) in a thread, or in a child process."""
+    """Serve on 127.0.0.1 (ephemeral port) in a thread, or in a child process.
+
+    ``prompt_cache=False`` (thread mode) never reports cached prompt tokens."""
     if process:
         if replies:
             raise ValueError("replies are only supported in thread mode")
@@ -397,6 +407,7 @@ def run_mock_server(
         return
     state = _new_state(latency, jitter, retry_after, fault_plan, seed, keep_bodies)
     state.replies = list(replies)
+    state.cache = PromptCache(enabled=prompt_cache)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict[str, Any] = {}

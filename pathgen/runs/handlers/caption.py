@@ -116,6 +116,7 @@ def _revision(
         params=params,
         input_tokens=out.input_tokens,
         output_tokens=out.output_tokens,
+        cached_input_tokens=out.cached_input_tokens,
         latency_s=out.latency_s,
         cost=out.cost,
         status=out.status,
