@@ -65,6 +65,8 @@ class RunSettings(_Section):
     manifest: str | None = None
     data_dir: str = "pathgen-data"
     organ: str | None = None
+    #: Spending limit of the run's LLM calls (see pathgen.runs.budget).
+    max_cost_usd: float | None = Field(None, gt=0)
 
 
 class TissueSettings(_Section):
@@ -116,6 +118,8 @@ class StageSettings(_Section):
     max_attempts: int = Field(5, ge=1)
     image_max_side: int = Field(672, ge=32)
     mode: Literal["rules", "llm"] = "rules"
+    #: Spending limit of this stage in a run (see pathgen.runs.budget).
+    max_cost_usd: float | None = Field(None, gt=0)
 
 
 class SelectionSettings(_Section):

@@ -42,6 +42,7 @@ OPERATIONAL_LEAVES = frozenset(
         "price_input_per_1k",
         "price_output_per_1k",
         "price_cached_input_per_1k",
+        "max_cost_usd",
         "api_key_env",
         "base_url",
     }
@@ -51,6 +52,7 @@ OPERATIONAL_KEYS = (
     "database",
     "workers",
     "run.name",
+    "run.max_cost_usd",
     "run.manifest",  # a rerun may add slides
     "run.data_dir",
     "tiling.workers",
