@@ -5,8 +5,9 @@ Revises: 0005
 
 ``caption_revisions.cached_input_tokens``: the part of ``input_tokens`` the provider
 served from its prompt cache (priced at ``price_cached_input_per_1k``).
-``runs.estimate``: the last ``pathgen estimate`` of the run, per stage (shown by
-``pathgen status`` beside the actual figures).
+``run_estimates``: the last ``pathgen estimate`` of a run, per stage (shown by
+``pathgen status`` beside the actual figures); written before the run exists, so it has
+no foreign key to ``runs``.
 """
 
 from __future__ import annotations
@@ -28,10 +29,16 @@ def upgrade() -> None:
         "caption_revisions",
         sa.Column("cached_input_tokens", sa.Integer(), nullable=False, server_default="0"),
     )
-    op.add_column("runs", sa.Column("estimate", sa.JSON(), nullable=True))
+    op.create_table(
+        "run_estimates",
+        sa.Column("run_id", sa.String(length=64), nullable=False),
+        sa.Column("estimate", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("run_id", name=op.f("pk_run_estimates")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("run_estimates")
     # SQLite >= 3.35 drops a column in place (a batch copy would drop the triggers).
-    for table, column in (("runs", "estimate"), ("caption_revisions", "cached_input_tokens")):
-        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    op.execute("ALTER TABLE caption_revisions DROP COLUMN cached_input_tokens")

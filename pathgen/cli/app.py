@@ -19,6 +19,7 @@ from pathgen.cli import (  # one command module per line
     check_cmd,
     db_cmd,
     demo_cmd,
+    estimate_cmd,
     eval_cmd,
     export_cmd,
     run_cmd,
@@ -89,6 +90,7 @@ COMMAND_MODULES = (  # one per line, same order as the import
     eval_cmd,
     serve_cmd,
     train_cmd,
+    estimate_cmd,
 )
 for module in COMMAND_MODULES:
     module.register(app)

@@ -71,8 +71,16 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    #: The last ``pathgen estimate`` of the run: per stage calls, tokens, cost (JSON).
-    estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class RunEstimate(Base):
+    """The last ``pathgen estimate`` of a run (made before the run exists, so no foreign key)."""
+
+    __tablename__ = "run_estimates"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    estimate: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Slide(Base):
