@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from pathgen.cli import (  # one command module per line
+    batch_cmd,
     captions_cmd,
     check_cmd,
     db_cmd,
@@ -91,6 +92,7 @@ COMMAND_MODULES = (  # one per line, same order as the import
     serve_cmd,
     train_cmd,
     estimate_cmd,
+    batch_cmd,
 )
 for module in COMMAND_MODULES:
     module.register(app)

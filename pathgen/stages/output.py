@@ -47,6 +47,7 @@ class StageOutput:
     raw: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None  # "length": the answer hit max_tokens
+    batch_id: str | None = None  # the batch that answered (None: an online call)
 
     @property
     def ok(self) -> bool:
@@ -165,6 +166,7 @@ async def call_stage(
         ),
         "attempts": result.attempts,
         "finish_reason": result.finish_reason,
+        "batch_id": result.batch_id,
     }
     try:
         parsed = parse(result.text)

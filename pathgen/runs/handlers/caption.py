@@ -102,6 +102,8 @@ def _revision(
         params["attempts"] = out.attempts
     if getattr(out, "finish_reason", None):
         params["finish_reason"] = out.finish_reason
+    if getattr(out, "batch_id", None):
+        params["batch_id"] = out.batch_id
     return NewRevision(
         tile_id=tile_id,
         run_id=item.run_id,

@@ -1,0 +1,296 @@
+"""Batch mode for self-hosted engines: export a stage's queued items as an OpenAI batch
+input file, import the engine's output file as revisions.
+
+``export_stage`` claims the queued items of one caption stage under one long lease (the
+*export*, id ``b-…``), so no online worker takes them meanwhile, and writes one line per
+item in the OpenAI batch format (``custom_id``, ``method``, ``url``, ``body`` with image
+parts inline as data URLs), e.g. for ``vllm run-batch`` or any offline engine. The
+request of each item is the one the stage's handler would send: the handler runs with a
+client that records the request instead of sending it.
+
+``import_results`` reads an output file (OpenAI batch output format: ``custom_id`` and
+``response.body``, or ``error``) and runs the stage's handler again with a client that
+answers from the file, so each result is parsed, priced and stored exactly as an online
+call's (same provenance, plus ``params.batch_id``), and the next stage is queued. The
+item is completed only while the export still holds its lease, so importing a file twice
+never writes a result twice. Failed lines go back to the queue (retried online, or in the
+next export); the export's items without a line are released to the queue.
+
+Example::
+
+    export = await export_stage(engine, settings, "breast-1", "describe", Path("in.jsonl"))
+    report = await import_results(engine, settings, "breast-1", Path("out.jsonl"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pathgen.errors import ConfigError, ProviderError
+from pathgen.llm.base import ChatRequest, ChatResult
+from pathgen.llm.completions import messages_json, openai_image, result_from_payload
+from pathgen.runs import queue
+from pathgen.runs.queue import Claimed, Completion
+from pathgen.runs.resources import Resources, RunResources
+from pathgen.runs.worker import StageFailed
+from pathgen.settings import Settings
+from pathgen.store.engine import read_scope
+from pathgen.store.models import WorkItem
+
+#: Stages whose items make exactly one provider call (fusion's several describers do not).
+BATCH_STAGES = ("describe", "fuse", "degrade", "revise", "summarize")
+OWNER_PREFIX = "batch"
+DEFAULT_LEASE_S = 24 * 3600.0
+URL = "/v1/chat/completions"
+
+
+class _Captured(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by the recording client: the handler's request, caught by the export."""
+
+    def __init__(self, request: ChatRequest) -> None:
+        self.request = request
+        super().__init__("request captured")
+
+
+class _RecordingClient:
+    provider = "batch-export"
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        raise _Captured(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _ReplayClient:
+    """Answers the handler's one call from a batch output line."""
+
+    def __init__(self, provider: str, line: dict[str, Any], batch_id: str) -> None:
+        self.provider = provider
+        self._line = line
+        self._batch_id = batch_id
+        self._used = False
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        if self._used:  # e.g. summarize's strict retry: that needs an online call
+            raise ProviderError(f"{self.provider}: a second call is not in the batch")
+        self._used = True
+        response = self._line.get("response") or {}
+        error = self._line.get("error")
+        status = int(response.get("status_code") or (0 if error else 200))
+        if error or status != 200:
+            detail = json.dumps(error or response.get("body"))[:300]
+            raise ProviderError(f"{self.provider}: batch line failed (HTTP {status}): {detail}")
+        result = result_from_payload(
+            response.get("body") or {}, provider=self.provider, model=request.model, latency_s=0.0
+        )
+        return dataclasses.replace(result, batch_id=self._batch_id)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _WithClient:
+    """The run's resources, but every stage call goes to ``client``."""
+
+    def __init__(self, res: Resources, client: Any) -> None:
+        self._res = res
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._res, name)
+
+    async def client(self, stage: Any) -> Any:
+        return self._client
+
+
+def request_body(request: ChatRequest) -> dict[str, Any]:
+    """The OpenAI chat-completions body of ``request`` (images as inline data URLs)."""
+    return {
+        "model": request.model,
+        "messages": messages_json(request, openai_image),
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+    }
+
+
+def _check_stage(settings: Settings, stage: str) -> None:
+    if stage not in BATCH_STAGES:
+        raise ConfigError(f"batch mode is for the caption stages {BATCH_STAGES}", key="--stage")
+    if stage == "describe" and settings.captioning.describers:
+        raise ConfigError(
+            "batch export of describe needs one describer (fusion makes several calls per "
+            "tile): run describe online",
+            key="captioning.describers",
+        )
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    batch_id: str
+    written: int
+    #: Items completed at once because an output made with the same settings exists.
+    reused: int
+
+
+def _handler(stage: str) -> Any:
+    from pathgen.runs.pipeline import HANDLERS  # the stage graph: imported when used
+
+    return HANDLERS[stage]
+
+
+async def export_stage(
+    engine: AsyncEngine,
+    settings: Settings,
+    run_id: str,
+    stage: str,
+    out: Path,
+    *,
+    limit: int | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
+) -> ExportReport:
+    """Claim up to ``limit`` queued items of ``stage`` and write their requests to ``out``."""
+    _check_stage(settings, stage)
+    batch_id = f"b-{secrets.token_hex(6)}"
+    counts = await queue.counts(engine, run_id)
+    want = counts.get(stage, {}).get("queued", 0) if limit is None else limit
+    items = await queue.claim(
+        engine,
+        owner=f"{OWNER_PREFIX}:{batch_id}",
+        stages=[stage],
+        limit=want,
+        run_id=run_id,
+        lease_s=lease_s,
+    )
+    shared = RunResources(settings, engine)
+    res = _WithClient(await shared.for_run(run_id), _RecordingClient())
+    written = reused = 0
+    try:
+        with out.open("w", encoding="utf-8") as fh:
+            for item in items:
+                try:
+                    done = await _handler(stage)(item, res)
+                except _Captured as cap:
+                    line = {
+                        "custom_id": f"{item.id}|{item.owner}",
+                        "method": "POST",
+                        "url": URL,
+                        "body": request_body(cap.request),
+                    }
+                    fh.write(json.dumps(line) + "\n")
+                    written += 1
+                    continue
+                await queue.complete(engine, [done])  # reused output or nothing to call
+                reused += 1
+    finally:
+        await shared.aclose()
+    return ExportReport(batch_id, written, reused)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    done: int = 0
+    failed: int = 0
+    #: Lines whose item was already imported, or whose lease was lost (never written twice).
+    skipped: int = 0
+    #: Exported items without a line in the file, released to the queue.
+    released: int = 0
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                raise ConfigError(f"line {n} is not JSON", path=str(path)) from None
+            if not isinstance(line, dict) or "|" not in str(line.get("custom_id", "")):
+                raise ConfigError(
+                    f"line {n}: no custom_id written by `pathgen batch export`", path=str(path)
+                )
+            yield line
+
+
+async def _held_item(engine: AsyncEngine, run_id: str, custom_id: str) -> Claimed | None:
+    item_id, lease = custom_id.split("|", 1)
+    async with read_scope(engine) as session:
+        row = await session.get(WorkItem, int(item_id))
+    if row is None or row.run_id != run_id or row.status != "leased" or row.lease_owner != lease:
+        return None
+    return Claimed(
+        row.id,
+        row.run_id,
+        row.stage,
+        row.key,
+        row.payload or {},
+        row.attempts,
+        row.max_attempts,
+        lease,
+    )
+
+
+async def import_results(
+    engine: AsyncEngine, settings: Settings, run_id: str, path: Path
+) -> ImportReport:
+    """Store the results of a batch output file (see the module doc)."""
+    done = failed = skipped = 0
+    leases: set[str] = set()
+    seen: set[int] = set()
+    shared = RunResources(settings, engine)
+    try:
+        base = await shared.for_run(run_id)
+        for line in _lines(path):
+            custom_id = str(line["custom_id"])
+            leases.add(custom_id.split("|", 1)[1])
+            item = await _held_item(engine, run_id, custom_id)
+            if item is None or item.id in seen:
+                skipped += 1
+                continue
+            seen.add(item.id)
+            batch_id = item.owner.split(":")[1]
+            provider = getattr(settings.captioning, item.stage).provider
+            res = _WithClient(base, _ReplayClient(provider, line, batch_id))
+            try:
+                completion: Completion = await _handler(item.stage)(item, res)
+            except StageFailed as exc:
+                await queue.fail(
+                    engine, item, str(exc), retry=exc.retryable, persist_if_parked=exc.persist
+                )
+                failed += 1
+                continue
+            won = await queue.complete(engine, [completion])
+            done += 1 if won[0] else 0
+            skipped += 0 if won[0] else 1
+    finally:
+        await shared.aclose()
+    released = await _release_missing(engine, run_id, leases, seen)
+    return ImportReport(done, failed, skipped, released)
+
+
+async def _release_missing(
+    engine: AsyncEngine, run_id: str, leases: set[str], seen: set[int]
+) -> int:
+    """Give the queue back the items of these exports that had no line in the file."""
+    async with read_scope(engine) as session:
+        rows = list(
+            await session.execute(
+                select(WorkItem.id, WorkItem.lease_owner).where(
+                    WorkItem.run_id == run_id,
+                    WorkItem.status == "leased",
+                    WorkItem.lease_owner.in_(list(leases)),
+                )
+            )
+        )
+    missing = [Claimed(i, run_id, "", "", {}, 0, 0, owner) for i, owner in rows if i not in seen]
+    return await queue.release(engine, missing)
