@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pathgen.llm.tokens import text_tokens
+from pathgen.testing.batch_api import BatchAPI
 from pathgen.testing.usage import PromptCache
 
 _FAULT_RE = re.compile(rb"\[\[fault:([a-z0-9]+)(?::([0-9.]+))?(?:\*(\d+))?\]\]")
@@ -106,6 +107,8 @@ class _State:
     #: (substring, content): a request whose last user text contains the substring gets
     #: that content instead of the echo, e.g. a list of prompts for a prompt-writing call.
     replies: list[tuple[str, str]] = field(default_factory=list)
+    #: OpenAI's Files and Batch API (see :mod:`pathgen.testing.batch_api`).
+    batch_api: BatchAPI = field(default_factory=BatchAPI)
     #: Prefix cache behind ``usage.prompt_tokens_details.cached_tokens``.
     cache: PromptCache = field(default_factory=PromptCache)
     log: list[RecordedRequest] = field(default_factory=list)
@@ -261,6 +264,10 @@ class _Connection(asyncio.Protocol):
         state.log.append(
             RecordedRequest(arrived, method, path, headers, body if state.keep_bodies else None)
         )
+        if state.batch_api.handles(path):
+            status, payload = state.batch_api.respond(method, path, headers, raw, self._answer)
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            return _response(status, data)
         if method != "POST" or not path.endswith("/chat/completions"):
             return _error(404, f"no route {method} {path}")
         if not isinstance(body, dict):
@@ -278,6 +285,16 @@ class _Connection(asyncio.Protocol):
             await asyncio.sleep(delay)
         return self._fault_response(kind, arg, body)
 
+    def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Status and JSON of the answer to one batch line (its markers apply)."""
+        kind, arg = self._fault(-1, json.dumps(body).encode())
+        out = self._fault_response(kind if kind != "hang" else None, arg, body)
+        head, _, payload = out.partition(b"\r\n\r\n")
+        try:
+            return int(head.split(b" ")[1]), json.loads(payload)
+        except ValueError:
+            return 500, {"error": {"message": "malformed"}}
+
     def _fault(self, index: int, raw: bytes) -> tuple[str | None, str | None]:
         state = self.state
         match = _FAULT_RE.search(raw)
@@ -288,7 +305,7 @@ class _Connection(asyncio.Protocol):
             state.marker_hits[key] = hits + 1
             if times is None or hits < int(times):
                 return kind, arg
-        if index < len(state.fault_plan):
+        if 0 <= index < len(state.fault_plan):
             planned = state.fault_plan[index]
             if planned and planned != "ok":
                 kind, _, arg = planned.partition(":")
@@ -396,10 +413,13 @@ def run_mock_server(
     process: bool = False,
     replies: Sequence[tuple[str, str]] = (),
     prompt_cache: bool = True,
+    batch_api: BatchAPI | None = None,
 ) -> Iterator[MockServer]:
     """Serve on 127.0.0.1 (ephemeral port) in a thread, or in a child process.
 
-    ``prompt_cache=False`` (thread mode) never reports cached prompt tokens."""
+    ``prompt_cache=False`` (thread mode) never reports cached prompt tokens; ``batch_api``
+    (thread mode) sets the Batch API's delays and faults and lets the caller read what
+    was submitted."""
     if process:
         if replies:
             raise ValueError("replies are only supported in thread mode")
@@ -408,6 +428,8 @@ def run_mock_server(
     state = _new_state(latency, jitter, retry_after, fault_plan, seed, keep_bodies)
     state.replies = list(replies)
     state.cache = PromptCache(enabled=prompt_cache)
+    if batch_api is not None:
+        state.batch_api = batch_api
     loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict[str, Any] = {}
