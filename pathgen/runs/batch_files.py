@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,28 +172,38 @@ async def export_stage(
         lease_s=lease_s,
     )
     shared = RunResources(settings, engine)
-    res = _WithClient(await shared.for_run(run_id), _RecordingClient())
-    written = reused = 0
     try:
-        with out.open("w", encoding="utf-8") as fh:
-            for item in items:
-                try:
-                    done = await _handler(stage)(item, res)
-                except _Captured as cap:
-                    line = {
-                        "custom_id": f"{item.id}|{item.owner}",
-                        "method": "POST",
-                        "url": URL,
-                        "body": request_body(cap.request),
-                    }
-                    fh.write(json.dumps(line) + "\n")
-                    written += 1
-                    continue
-                await queue.complete(engine, [done])  # reused output or nothing to call
-                reused += 1
+        lines, reused = await build_lines(engine, await shared.for_run(run_id), items)
     finally:
         await shared.aclose()
-    return ExportReport(batch_id, written, reused)
+    out.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return ExportReport(batch_id, len(lines), reused)
+
+
+async def build_lines(
+    engine: AsyncEngine, base: Resources, items: list[Claimed]
+) -> tuple[list[dict[str, Any]], int]:
+    """The batch input lines of ``items`` (held under their lease), and how many items
+    were completed at once instead (an output made with the same settings exists)."""
+    res = _WithClient(base, _RecordingClient())
+    lines: list[dict[str, Any]] = []
+    reused = 0
+    for item in items:
+        try:
+            done = await _handler(item.stage)(item, res)
+        except _Captured as cap:
+            lines.append(
+                {
+                    "custom_id": f"{item.id}|{item.owner}",
+                    "method": "POST",
+                    "url": URL,
+                    "body": request_body(cap.request),
+                }
+            )
+            continue
+        await queue.complete(engine, [done])
+        reused += 1
+    return lines, reused
 
 
 @dataclass(frozen=True)
@@ -244,44 +254,58 @@ async def import_results(
     engine: AsyncEngine, settings: Settings, run_id: str, path: Path
 ) -> ImportReport:
     """Store the results of a batch output file (see the module doc)."""
+    shared = RunResources(settings, engine)
+    try:
+        report, leases, seen = await import_lines(
+            engine, settings, await shared.for_run(run_id), run_id, _lines(path)
+        )
+    finally:
+        await shared.aclose()
+    released = await release_missing(engine, run_id, leases, seen)
+    return dataclasses.replace(report, released=released)
+
+
+async def import_lines(
+    engine: AsyncEngine,
+    settings: Settings,
+    base: Resources,
+    run_id: str,
+    lines: Iterable[dict[str, Any]],
+    batch_id: str | None = None,
+) -> tuple[ImportReport, set[str], set[int]]:
+    """Store the results of batch output ``lines``; also returns the leases the lines
+    name and the ids of the items they answered (for :func:`release_missing`)."""
     done = failed = skipped = 0
     leases: set[str] = set()
     seen: set[int] = set()
-    shared = RunResources(settings, engine)
-    try:
-        base = await shared.for_run(run_id)
-        for line in _lines(path):
-            custom_id = str(line["custom_id"])
-            leases.add(custom_id.split("|", 1)[1])
-            item = await _held_item(engine, run_id, custom_id)
-            if item is None or item.id in seen:
-                skipped += 1
-                continue
-            seen.add(item.id)
-            batch_id = item.owner.split(":")[1]
-            provider = getattr(settings.captioning, item.stage).provider
-            res = _WithClient(base, _ReplayClient(provider, line, batch_id))
-            try:
-                completion: Completion = await _handler(item.stage)(item, res)
-            except StageFailed as exc:
-                await queue.fail(
-                    engine, item, str(exc), retry=exc.retryable, persist_if_parked=exc.persist
-                )
-                failed += 1
-                continue
-            won = await queue.complete(engine, [completion])
-            done += 1 if won[0] else 0
-            skipped += 0 if won[0] else 1
-    finally:
-        await shared.aclose()
-    released = await _release_missing(engine, run_id, leases, seen)
-    return ImportReport(done, failed, skipped, released)
+    for line in lines:
+        custom_id = str(line["custom_id"])
+        leases.add(custom_id.split("|", 1)[1])
+        item = await _held_item(engine, run_id, custom_id)
+        if item is None or item.id in seen:
+            skipped += 1
+            continue
+        seen.add(item.id)
+        provider = getattr(settings.captioning, item.stage).provider
+        replay = _ReplayClient(provider, line, batch_id or item.owner.split(":")[1])
+        try:
+            completion: Completion = await _handler(item.stage)(item, _WithClient(base, replay))
+        except StageFailed as exc:
+            await queue.fail(
+                engine, item, str(exc), retry=exc.retryable, persist_if_parked=exc.persist
+            )
+            failed += 1
+            continue
+        won = await queue.complete(engine, [completion])
+        done += 1 if won[0] else 0
+        skipped += 0 if won[0] else 1
+    return ImportReport(done, failed, skipped), leases, seen
 
 
-async def _release_missing(
+async def release_missing(
     engine: AsyncEngine, run_id: str, leases: set[str], seen: set[int]
 ) -> int:
-    """Give the queue back the items of these exports that had no line in the file."""
+    """Give the queue back the items held under ``leases`` that are not in ``seen``."""
     async with read_scope(engine) as session:
         rows = list(
             await session.execute(

@@ -143,9 +143,7 @@ class BatchAPI:
             }
             (out if status == 200 else errors).append(json.dumps(row))
         now = int(time.time())
-        batch["output_file_id"] = self._file(("\n".join(out) + "\n").encode(), "batch_output")[
-            "id"
-        ]
+        batch["output_file_id"] = self._file(("\n".join(out) + "\n").encode(), "batch_output")["id"]
         if errors:
             content = ("\n".join(errors) + "\n").encode()
             batch["error_file_id"] = self._file(content, "batch_output")["id"]
