@@ -117,7 +117,13 @@ class StageSettings(_Section):
     timeout_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(5, ge=1)
     image_max_side: int = Field(672, ge=32)
-    mode: Literal["rules", "llm"] = "rules"
+    #: degrade: "rules" or "llm"; any caption stage: "batch" sends its calls through the
+    #: provider's Batch API (degrade: the LLM mode, batched). See pathgen.runs.batches.
+    mode: Literal["rules", "llm", "batch"] = "rules"
+    #: Batch mode: seconds between polls of submitted batches, and the longest queued
+    #: items wait for more before a batch is sent while earlier stages still make work.
+    batch_poll_s: float = Field(30.0, gt=0)
+    batch_wait_s: float = Field(300.0, ge=0)
     #: Spending limit of this stage in a run (see pathgen.runs.budget).
     max_cost_usd: float | None = Field(None, gt=0)
 

@@ -60,7 +60,7 @@ def stage_calls(settings: Settings) -> dict[str, list[StageSettings]]:
     out: dict[str, list[StageSettings]] = {
         "describe": [c for c in (cap.describe, *cap.describers) if paid(c)],
         "fuse": [cap.fuse] if cap.describers and paid(cap.fuse) else [],
-        "degrade": [cap.degrade] if cap.degrade.mode == "llm" and paid(cap.degrade) else [],
+        "degrade": [cap.degrade] if cap.degrade.mode != "rules" and paid(cap.degrade) else [],
         "revise": [cap.revise] if paid(cap.revise) else [],
         "summarize": [cap.summarize] if paid(cap.summarize) else [],
     }

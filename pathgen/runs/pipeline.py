@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.errors import CannotStart, ConfigError
 from pathgen.runs import queue, registry, reselect
+from pathgen.runs.batches import BatchDriver, batch_stages
 from pathgen.runs.budget import Budget, has_budget
 from pathgen.runs.drift import Change
 from pathgen.runs.graph import downstream
@@ -81,10 +82,11 @@ def build_handlers(
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(PIPELINE_STAGES)}")
     ordered = [s for s in PIPELINE_STAGES if s in stages]
+    batched = batch_stages(resources.settings)  # claimed by the batch driver, not online
     return [
         StageHandler(
             s,
-            stage_concurrency(resources.settings, s, concurrency),
+            0 if s in batched else stage_concurrency(resources.settings, s, concurrency),
             partial(_dispatch, HANDLERS[s], resources),
         )
         for s in ordered
@@ -216,12 +218,24 @@ async def run_pipeline(
             if show_progress
             else None
         )
+        batched = [s for s in batch_stages(settings) if s in stages]
+        driver = (
+            asyncio.create_task(
+                BatchDriver(engine, settings, res, run_id, batched).run(done), name="batches"
+            )
+            if batched
+            else None
+        )
+        if driver is not None:  # a driver that fails stops the worker, which waits for it
+            driver.add_done_callback(lambda t: t.cancelled() or t.exception() and stop.set())
         try:
             stats = await worker.run()
         finally:
             done.set()
             if reporter is not None:
                 await reporter
+            if driver is not None:
+                await driver
         reached = await worker.budget.reached() if worker.budget else None
         outcome = await run_outcome(
             engine, run_id, stages, interrupted=stop.is_set(), budget=reached

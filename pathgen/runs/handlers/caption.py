@@ -275,7 +275,7 @@ async def handle_degrade(item: Claimed, res: Resources) -> Completion:
     cfg = res.settings.captioning.degrade
     if skipped := _skip(item, existing, follow, cfg, "degrade_llm_v1"):
         return skipped
-    client = await res.client("degrade") if cfg.mode == "llm" else None
+    client = await res.client("degrade") if cfg.mode in ("llm", "batch") else None
     out = await run_degrade(
         client, cfg, source.text, seed=seed_from_key(item.run_id, tile_id, copy)
     )
