@@ -31,9 +31,11 @@ pytestmark = pytest.mark.slow
 PAID = ("describe", "revise", "summarize")
 
 
-def _config(tmp_path: Path, db_url: str, base_url: str, name: str, batch: bool) -> Path:
+def _config(
+    tmp_path: Path, db_url: str, base_url: str, name: str, batch: bool, provider: str = "openai"
+) -> Path:
     stage = (
-        f'provider = "openai"\nmodel = "mock-vlm"\nbase_url = "{base_url}"\napi_key_env = ""\n'
+        f'provider = "{provider}"\nmodel = "mock-vlm"\nbase_url = "{base_url}"\napi_key_env = ""\n'
         "price_input_per_1k = 0.001\nprice_output_per_1k = 0.002\n"
     )
     if batch:
@@ -83,15 +85,19 @@ def _compare(online: dict, batch: dict) -> None:
     assert all(k.endswith("/done") for k in batch["items"]), batch["items"]
 
 
-async def test_batch_run_matches_online(tmp_path: Path, db_url: str) -> None:
+@pytest.mark.parametrize("provider", ["openai", "mistral"])
+async def test_batch_run_matches_online(tmp_path: Path, db_url: str, provider: str) -> None:
     api = BatchAPI(delay=0.3)
     with run_mock_server(batch_api=api) as srv:
-        assert await _run(_config(tmp_path, db_url, srv.base_url, "online", False)) == 0
+        online = _config(tmp_path, db_url, srv.base_url, "online", False, provider)
+        assert await _run(online) == 0
         online_calls = srv.count()
-        assert await _run(_config(tmp_path, db_url, srv.base_url, "batched", True)) == 0
+        batched = _config(tmp_path, db_url, srv.base_url, "batched", True, provider)
+        assert await _run(batched) == 0
         batch_paths = {r.path for r in srv.requests(bodies=False)[online_calls:]}
     _compare(await result_counts(db_url, "online"), await result_counts(db_url, "batched"))
     assert "/v1/chat/completions" not in batch_paths  # every call went through batches
+    assert ("/v1/batch/jobs" in batch_paths) == (provider == "mistral")
     ids, rows = await _batch_ids(db_url, "batched")
     assert ids == {r.provider_batch_id for r in rows if r.result and r.result["done"]}
     assert {r.state for r in rows} == {"done"} and {r.stage for r in rows} == set(PAID)

@@ -18,7 +18,8 @@ from typing import Any
 
 import openai
 
-from pathgen.llm.completions import error_for_status, transport_error
+from pathgen.llm.base import ChatRequest
+from pathgen.llm.completions import error_for_status, messages_json, openai_image, transport_error
 from pathgen.llm.credentials import api_key, key_env
 
 #: The Batch API's limits per batch: requests and input file size.
@@ -60,6 +61,21 @@ class OpenAIBatches:
             max_retries=2,
             timeout=timeout_s,
         )
+
+    @staticmethod
+    def line(custom_id: str, request: ChatRequest) -> dict[str, Any]:
+        """One input line in OpenAI's batch format (images as inline data URLs)."""
+        return {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": request.model,
+                "messages": messages_json(request, openai_image),
+                "temperature": request.temperature,
+                "max_tokens": request.max_tokens,
+            },
+        }
 
     async def _call(self, coro: Any) -> Any:
         try:

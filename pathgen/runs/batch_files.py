@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.errors import ConfigError, ProviderError
 from pathgen.llm.base import ChatRequest, ChatResult
-from pathgen.llm.completions import messages_json, openai_image, result_from_payload
+from pathgen.llm.batch_openai import OpenAIBatches
+from pathgen.llm.completions import result_from_payload
 from pathgen.runs import queue
 from pathgen.runs.queue import Claimed, Completion
 from pathgen.runs.resources import Resources, RunResources
@@ -50,7 +51,6 @@ from pathgen.store.models import WorkItem
 BATCH_STAGES = ("describe", "fuse", "degrade", "revise", "summarize")
 OWNER_PREFIX = "batch"
 DEFAULT_LEASE_S = 24 * 3600.0
-URL = "/v1/chat/completions"
 
 
 class _Captured(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -113,16 +113,6 @@ class _WithClient:
         return self._client
 
 
-def request_body(request: ChatRequest) -> dict[str, Any]:
-    """The OpenAI chat-completions body of ``request`` (images as inline data URLs)."""
-    return {
-        "model": request.model,
-        "messages": messages_json(request, openai_image),
-        "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
-    }
-
-
 def _check_stage(settings: Settings, stage: str) -> None:
     if stage not in BATCH_STAGES:
         raise ConfigError(f"batch mode is for the caption stages {BATCH_STAGES}", key="--stage")
@@ -181,10 +171,14 @@ async def export_stage(
 
 
 async def build_lines(
-    engine: AsyncEngine, base: Resources, items: list[Claimed]
+    engine: AsyncEngine,
+    base: Resources,
+    items: list[Claimed],
+    line: Callable[[str, ChatRequest], dict[str, Any]] = OpenAIBatches.line,
 ) -> tuple[list[dict[str, Any]], int]:
-    """The batch input lines of ``items`` (held under their lease), and how many items
-    were completed at once instead (an output made with the same settings exists)."""
+    """The batch input lines of ``items`` (held under their lease; ``line`` writes one in
+    the provider's format, OpenAI's by default), and how many items were completed at
+    once instead (an output made with the same settings exists)."""
     res = _WithClient(base, _RecordingClient())
     lines: list[dict[str, Any]] = []
     reused = 0
@@ -192,14 +186,7 @@ async def build_lines(
         try:
             done = await _handler(item.stage)(item, res)
         except _Captured as cap:
-            lines.append(
-                {
-                    "custom_id": f"{item.id}|{item.owner}",
-                    "method": "POST",
-                    "url": URL,
-                    "body": request_body(cap.request),
-                }
-            )
+            lines.append(line(f"{item.id}|{item.owner}", cap.request))
             continue
         await queue.complete(engine, [done])
         reused += 1

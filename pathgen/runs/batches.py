@@ -41,6 +41,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.errors import ConfigError, LLMError
+from pathgen.llm.batch_mistral import MistralBatches
 from pathgen.llm.batch_openai import MAX_BYTES, MAX_REQUESTS, OpenAIBatches
 from pathgen.runs import queue
 from pathgen.runs.batch_files import build_lines, import_lines, release_missing
@@ -68,13 +69,13 @@ def batch_stages(settings: Settings) -> list[str]:
     ]
 
 
-def batch_api(cfg: StageSettings) -> OpenAIBatches:
+def batch_api(cfg: StageSettings) -> OpenAIBatches | MistralBatches:
     """The Batch API client of a stage's provider."""
+    if cfg.provider == "mistral":
+        return MistralBatches(model=cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env)
     if cfg.provider != "openai":
         raise ConfigError(
-            f"batch mode through an API is implemented for provider openai, not "
-            f'{cfg.provider!r}: use `pathgen batch export/import`, or mode = "llm"',
-            key="mode",
+            f"batch mode needs provider openai or mistral, not {cfg.provider!r}", key="mode"
         )
     return OpenAIBatches(base_url=cfg.base_url, api_key_env=cfg.api_key_env)
 
@@ -95,13 +96,13 @@ class BatchDriver:
         self.resources = resources
         self.run_id = run_id
         self.stages = list(stages)
-        self._apis: dict[str, OpenAIBatches] = {}
+        self._apis: dict[str, OpenAIBatches | MistralBatches] = {}
 
     def _cfg(self, stage: str) -> StageSettings:
         cfg: StageSettings = getattr(self.settings.captioning, stage)
         return cfg
 
-    def _api(self, stage: str) -> OpenAIBatches:
+    def _api(self, stage: str) -> OpenAIBatches | MistralBatches:
         if stage not in self._apis:
             self._apis[stage] = batch_api(self._cfg(stage))
         return self._apis[stage]
@@ -234,7 +235,7 @@ class BatchDriver:
         if row.state == "prepared":
             items = await self._held(row)
             base = await self.resources.for_run(self.run_id)
-            lines, _ = await build_lines(self.engine, base, items)
+            lines, _ = await build_lines(self.engine, base, items, api.line)
             content = b""
             kept = []
             for line in lines:

@@ -1,8 +1,11 @@
-"""OpenAI's Files and Batch API on the local test server.
+"""OpenAI's Files and Batch API, and Mistral's batch jobs, on the local test server.
 
-Routes: ``POST /v1/files`` (multipart: ``purpose``, ``file``), ``GET /v1/files/{id}``,
-``GET /v1/files/{id}/content``, ``POST /v1/batches``, ``GET /v1/batches`` (list),
-``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``.
+Routes: ``POST /v1/files`` (multipart: ``purpose``, ``file``; both SDKs), ``GET
+/v1/files/{id}``, ``GET /v1/files/{id}/content``; OpenAI: ``POST /v1/batches``, ``GET
+/v1/batches`` (list), ``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``;
+Mistral: ``POST /v1/batch/jobs``, ``GET /v1/batch/jobs`` (list), ``GET
+/v1/batch/jobs/{id}``, ``POST /v1/batch/jobs/{id}/cancel`` (the same batches, shown in
+Mistral's shape; a Mistral line's body takes the job's model).
 
 A batch is ``in_progress`` for ``delay`` seconds after it is created, then runs every
 line through the server's chat-completion logic (so ``[[fault:KIND]]`` markers fail
@@ -54,7 +57,7 @@ class BatchAPI:
     submitted: Counter[str] = field(default_factory=Counter)
 
     def handles(self, path: str) -> bool:
-        return path.startswith(("/v1/files", "/v1/batches"))
+        return path.startswith(("/v1/files", "/v1/batches", "/v1/batch/jobs"))
 
     def _file(self, content: bytes, purpose: str, name: str = "batch.jsonl") -> dict[str, Any]:
         fid = f"file-{secrets.token_hex(8)}"
@@ -67,12 +70,17 @@ class BatchAPI:
             "filename": name,
             "purpose": purpose,
             "status": "processed",
+            "size_bytes": len(content),  # Mistral's names
+            "sample_type": "batch_request",
+            "source": "upload",
         }
 
     def respond(
         self, method: str, path: str, headers: dict[str, str], raw: bytes, answer: Answer
     ) -> tuple[int, Any]:
         parts = path.split("?", 1)[0].strip("/").split("/")  # v1, files|batches, id, verb
+        if parts[1] == "batch":  # Mistral: v1, batch, jobs, id, verb
+            return self._mistral(method, parts[2:], raw, answer)
         if parts[1] == "files":
             if method == "POST" and len(parts) == 2:
                 form = _multipart(headers, raw)
@@ -97,7 +105,28 @@ class BatchAPI:
             return 200, batch
         return 200, self._advance(batch, answer)
 
-    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _mistral(
+        self, method: str, parts: list[str], raw: bytes, answer: Answer
+    ) -> tuple[int, Any]:
+        if method == "POST" and len(parts) == 1:
+            body = json.loads(raw or b"{}")
+            files = body.get("input_files") or [""]
+            batch = self._create(
+                {"input_file_id": files[0], "endpoint": body.get("endpoint"), **body},
+                model=body.get("model"),
+            )
+            return 200, _as_mistral(batch)
+        if method == "GET" and len(parts) == 1:
+            data = [_as_mistral(self._advance(b, answer)) for b in self.batches.values()]
+            return 200, {"object": "list", "total": len(data), "data": data[::-1]}
+        batch = self.batches.get(parts[1])
+        if batch is None:
+            return 404, {"detail": f"no job {parts[1]}"}
+        if method == "POST" and parts[-1] == "cancel" and batch["status"] == "in_progress":
+            batch.update(status="cancelled", cancelled_at=int(time.time()))
+        return 200, _as_mistral(self._advance(batch, answer))
+
+    def _create(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
         content = self.files.get(body.get("input_file_id", ""), b"")
         lines = [json.loads(x) for x in content.splitlines() if x.strip()]
         self.submitted.update(str(line.get("custom_id")) for line in lines)
@@ -117,6 +146,8 @@ class BatchAPI:
             "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
             "_ready_at": now + self.delay,
             "_index": len(self.batches),
+            "model": model,
+            "_model": model,
         }
         self.batches[batch["id"]] = batch
         return batch
@@ -132,7 +163,10 @@ class BatchAPI:
             lines = lines[: len(lines) // 2]
         out, errors = [], []
         for n, line in enumerate(lines, start=1):
-            status, payload = answer(line.get("body") or {})
+            body = dict(line.get("body") or {})
+            if batch["_model"]:
+                body.setdefault("model", batch["_model"])
+            status, payload = answer(body)
             if self.fail_every and n % self.fail_every == 0:
                 status, payload = 500, {"error": {"message": "mock batch line failure"}}
             row = {
@@ -156,3 +190,35 @@ class BatchAPI:
             status="completed", completed_at=now
         )
         return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+
+_MISTRAL_STATUS = {
+    "validating": "QUEUED",
+    "in_progress": "RUNNING",
+    "completed": "SUCCESS",
+    "expired": "TIMEOUT_EXCEEDED",
+    "cancelled": "CANCELLED",
+    "failed": "FAILED",
+}
+
+
+def _as_mistral(batch: dict[str, Any]) -> dict[str, Any]:
+    """A batch in the shape of Mistral's ``BatchJob``."""
+    counts = batch.get("request_counts") or {}
+    return {
+        "id": batch["id"],
+        "object": "batch",
+        "input_files": [batch["input_file_id"]],
+        "endpoint": batch["endpoint"],
+        "model": batch.get("model"),
+        "metadata": batch.get("metadata"),
+        "errors": [],
+        "status": _MISTRAL_STATUS[batch["status"]],
+        "created_at": batch["created_at"],
+        "total_requests": counts.get("total", 0),
+        "completed_requests": counts.get("completed", 0) + counts.get("failed", 0),
+        "succeeded_requests": counts.get("completed", 0),
+        "failed_requests": counts.get("failed", 0),
+        "output_file": batch.get("output_file_id"),
+        "error_file": batch.get("error_file_id"),
+    }

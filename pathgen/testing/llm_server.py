@@ -159,9 +159,14 @@ def _completion(
     }
 
 
-def _response(status: int, payload: bytes, extra: dict[str, str] | None = None) -> bytes:
+def _response(
+    status: int,
+    payload: bytes,
+    extra: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> bytes:
     head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
-    head.append("content-type: application/json")
+    head.append(f"content-type: {content_type}")
     head.append(f"content-length: {len(payload)}")
     for key, value in (extra or {}).items():
         head.append(f"{key}: {value}")
@@ -266,8 +271,9 @@ class _Connection(asyncio.Protocol):
         )
         if state.batch_api.handles(path):
             status, payload = state.batch_api.respond(method, path, headers, raw, self._answer)
-            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            return _response(status, data)
+            if isinstance(payload, bytes):  # a file's content
+                return _response(status, payload, content_type="application/octet-stream")
+            return _response(status, json.dumps(payload).encode())
         if method != "POST" or not path.endswith("/chat/completions"):
             return _error(404, f"no route {method} {path}")
         if not isinstance(body, dict):
