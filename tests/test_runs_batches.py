@@ -104,19 +104,20 @@ async def test_batch_run_matches_online(tmp_path: Path, db_url: str, provider: s
     assert set(_per_item(api).values()) == {1}  # each item submitted exactly once
 
 
-async def test_failed_lines_and_an_expired_batch_are_redone_once(
+async def test_failed_lines_an_expired_and_a_cancelled_batch_are_redone_once(
     tmp_path: Path, db_url: str
 ) -> None:
-    api = BatchAPI(delay=0.2, fail_every=10, expire={0})
+    api = BatchAPI(delay=0.2, fail_every=10, expire={0}, cancel={1})
     with run_mock_server(batch_api=api) as srv:
         assert await _run(_config(tmp_path, db_url, srv.base_url, "online", False)) == 0
         assert await _run(_config(tmp_path, db_url, srv.base_url, "batched", True)) == 0
     _compare(await result_counts(db_url, "online"), await result_counts(db_url, "batched"))
     _, rows = await _batch_ids(db_url, "batched")
     statuses = Counter(r.provider_status for r in rows)
-    assert statuses["expired"] == 1 and statuses["completed"] >= 1
+    assert statuses["expired"] == 1 and statuses["cancelled"] == 1  # recorded
+    assert statuses["completed"] >= 1
     assert sum(r.result["failed"] for r in rows if r.result) > 0  # the 10% failed lines
-    assert sum(r.result["released"] for r in rows if r.result) > 0  # the expired half
+    assert sum(r.result["released"] for r in rows if r.result) > 0  # lines that never ran
     assert max(_per_item(api).values()) >= 2  # those were sent again, in a new batch
 
 

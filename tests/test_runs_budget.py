@@ -175,7 +175,6 @@ async def test_four_workers_stop_at_the_budget_and_a_raised_budget_finishes(
             worst = max(budget.worst_item(s, spend) for s in ("describe", "revise", "summarize"))
         finally:
             await engine.dispose()
-        print(f"limit {limit:.3f} spent {spent:.3f} worst item {worst:.3f} full {full:.3f}")
         assert codes == [ExitCode.BUDGET] * 4
         # workers reading at the same moment claim on the same room: at most the other
         # 3 workers' free slots of one stage (max_concurrency 3) at the worst case each

@@ -14,6 +14,8 @@ single lines) and completes with an output file (status 200 lines) and an error 
 
 * ``expire``: indices of batches that end ``expired``; only the first half of their lines
   is in the output file (OpenAI returns what finished before the window closed);
+* ``cancel``: indices of batches cancelled (as from the provider's console) when they
+  would complete; likewise only the first half of their lines ran;
 * ``fail_every``: every n-th line of every batch fails with a 500 (0: none).
 
 Every line ever submitted is counted by ``custom_id`` in :attr:`BatchAPI.submitted`, so
@@ -51,6 +53,7 @@ def _multipart(headers: dict[str, str], raw: bytes) -> dict[str, bytes]:
 class BatchAPI:
     delay: float = 0.2
     expire: set[int] = field(default_factory=set)
+    cancel: set[int] = field(default_factory=set)
     fail_every: int = 0
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -159,7 +162,8 @@ class BatchAPI:
             json.loads(x) for x in self.files[batch["input_file_id"]].splitlines() if x.strip()
         ]
         expired = batch["_index"] in self.expire
-        if expired:
+        cancelled = batch["_index"] in self.cancel
+        if expired or cancelled:
             lines = lines[: len(lines) // 2]
         out, errors = [], []
         for n, line in enumerate(lines, start=1):
@@ -186,9 +190,12 @@ class BatchAPI:
             "completed": len(out),
             "failed": len(errors),
         }
-        batch.update(status="expired", expired_at=now) if expired else batch.update(
-            status="completed", completed_at=now
-        )
+        if expired:
+            batch.update(status="expired", expired_at=now)
+        elif cancelled:
+            batch.update(status="cancelled", cancelled_at=now)
+        else:
+            batch.update(status="completed", completed_at=now)
         return {k: v for k, v in batch.items() if not k.startswith("_")}
 
 
