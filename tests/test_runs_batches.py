@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pathgen.exitcodes import ExitCode
 from pathgen.runs.manifest import read_manifest
@@ -145,6 +145,33 @@ async def test_killed_after_submit_the_rerun_polls_instead_of_resubmitting(
     assert set(after.values()) == {1}
     _, rows = await _batch_ids(db_url, "batched")
     assert {r.state for r in rows} == {"done"}
+    counts = await result_counts(db_url, "batched")
+    assert counts["total_revisions"] == counts["distinct_revisions"]
+    assert all(k.endswith("/done") for k in counts["items"]), counts["items"]
+
+
+async def test_budget_limits_what_batches_take(tmp_path: Path, db_url: str) -> None:
+    api = BatchAPI(delay=0.1)
+    with run_mock_server(batch_api=api) as srv:
+        config = _config(tmp_path, db_url, srv.base_url, "batched", True)
+        text = config.read_text()
+        config.write_text(
+            text.replace('[run]\nname = "batched"', '[run]\nname = "batched"\nmax_cost_usd = 0.004')
+        )
+        assert await _run(config) == ExitCode.BUDGET
+        engine = make_engine(db_url)
+        try:
+            async with session_scope(engine) as s:
+                spent = await s.scalar(
+                    select(func.sum(CaptionRevision.cost)).where(
+                        CaptionRevision.run_id == "batched"
+                    )
+                )
+        finally:
+            await engine.dispose()
+        assert 0 < spent <= 0.004  # one claimer (the batch driver): the limit holds exactly
+        config.write_text(text)  # no limit: the rerun finishes
+        assert await _run(config) == ExitCode.OK
     counts = await result_counts(db_url, "batched")
     assert counts["total_revisions"] == counts["distinct_revisions"]
     assert all(k.endswith("/done") for k in counts["items"]), counts["items"]

@@ -45,6 +45,7 @@ from pathgen.llm.batch_mistral import MistralBatches
 from pathgen.llm.batch_openai import MAX_BYTES, MAX_REQUESTS, OpenAIBatches
 from pathgen.runs import queue
 from pathgen.runs.batch_files import build_lines, import_lines, release_missing
+from pathgen.runs.budget import Budget
 from pathgen.runs.queue import Claimed
 from pathgen.runs.resources import RunResources
 from pathgen.settings import Settings, StageSettings
@@ -90,8 +91,11 @@ class BatchDriver:
         resources: RunResources,
         run_id: str,
         stages: Sequence[str],
+        budget: Budget | None = None,
     ) -> None:
         self.engine = engine
+        #: The run's spending limit: a batch takes only the items it leaves room for.
+        self.budget = budget
         self.settings = settings
         self.resources = resources
         self.run_id = run_id
@@ -129,8 +133,9 @@ class BatchDriver:
                 await self._send(row)
             for row in await self._rows(stage, ("submitted",)):
                 await self._poll(row)
-            if await self._due(stage):
-                await self._new_batch(stage)
+            queued = await self._due(stage)
+            if queued:
+                await self._new_batch(stage, queued)
 
     async def _rows(self, stage: str, states: tuple[str, ...]) -> list[LLMBatch]:
         async with read_scope(self.engine) as session:
@@ -153,16 +158,17 @@ class BatchDriver:
                 setattr(row, key, value)
             row.updated_at = utcnow()
 
-    async def _due(self, stage: str) -> bool:
+    async def _due(self, stage: str) -> int:
+        """How many queued items of ``stage`` to send now (0: wait for more)."""
         counts = await queue.counts(self.engine, self.run_id)
         queued = counts.get(stage, {}).get("queued", 0)
         if not queued:
-            return False
+            return 0
         upstream = PIPELINE_STAGES[: PIPELINE_STAGES.index(stage)]
         if not any(counts.get(s, {}).get(k, 0) for s in upstream for k in ("queued", "leased")):
-            return True
+            return queued
         if queued >= MAX_REQUESTS:
-            return True
+            return queued
         async with read_scope(self.engine) as session:
             oldest = await session.scalar(
                 select(func.min(WorkItem.updated_at)).where(
@@ -172,9 +178,14 @@ class BatchDriver:
                 )
             )
         waited = (utcnow() - oldest).total_seconds() if oldest else 0.0
-        return waited >= self._cfg(stage).batch_wait_s
+        return queued if waited >= self._cfg(stage).batch_wait_s else 0
 
-    async def _new_batch(self, stage: str) -> None:
+    async def _new_batch(self, stage: str, queued: int) -> None:
+        limit = min(queued, MAX_REQUESTS)
+        if self.budget is not None:
+            limit = await self.budget.allow(stage, limit)
+            if limit <= 0:
+                return
         batch_id = f"b-{secrets.token_hex(6)}"
         owner = f"batch:{batch_id}"
         async with session_scope(self.engine) as session:  # recorded before anything else
@@ -193,7 +204,7 @@ class BatchDriver:
             self.engine,
             owner=owner,
             stages=[stage],
-            limit=MAX_REQUESTS,
+            limit=limit,
             run_id=self.run_id,
             lease_s=LEASE_S,
         )

@@ -221,7 +221,8 @@ async def run_pipeline(
         batched = [s for s in batch_stages(settings) if s in stages]
         driver = (
             asyncio.create_task(
-                BatchDriver(engine, settings, res, run_id, batched).run(done), name="batches"
+                BatchDriver(engine, settings, res, run_id, batched, worker.budget).run(done),
+                name="batches",
             )
             if batched
             else None
