@@ -4,6 +4,7 @@ stored tiles for a manifest whose slides are tiled."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,12 @@ async def test_estimate_is_within_ten_percent_of_the_run(tmp_path: Path, db_url:
             await store_estimate(engine, est)
         finally:
             await engine.dispose()
+        config = str(tmp_path / "target" / "pathgen.toml")
+        cli = await asyncio.to_thread(CliRunner().invoke, app, ["estimate", config, "--json"])
+        assert cli.exit_code == 0, cli.output
+        shown = json.loads(cli.output)
+        assert shown["total_cost"] == pytest.approx(est.total_cost)
+        assert [s["calls"] for s in shown["stages"]] == [s.calls for s in est.stages]
         summary = await run_pipeline(settings, entries, show_progress=False)
         assert summary.outcome.code == ExitCode.OK
     engine = await open_store(settings)
