@@ -24,8 +24,6 @@ from pathgen.llm.completions import error_for_status, messages_json, mistral_ima
 from pathgen.llm.credentials import api_key, key_env
 from pathgen.llm.mistral_client import _server_url
 
-#: Mistral's limit of requests per batch job.
-MAX_REQUESTS = 1_000_000
 _STATUS = {
     "QUEUED": "validating",
     "RUNNING": "in_progress",
