@@ -13,7 +13,8 @@ code    meaning
 3       finished, but some items are parked as failed (``pathgen retry RUN`` requeues them)
 4       stopped with unfinished work that no worker can take now (e.g. a stage paused
         after a permanent provider error): its items are still queued
-5       reserved: a budget was reached
+5       a budget was reached (``run.max_cost_usd`` or a stage's ``max_cost_usd``): the
+        items it stopped are still queued; raise the limit and run again to resume
 130     interrupted (Ctrl-C, SIGTERM): run the same command to resume
 ======  ==================================================================================
 

@@ -65,6 +65,8 @@ class RunSettings(_Section):
     manifest: str | None = None
     data_dir: str = "pathgen-data"
     organ: str | None = None
+    #: Spending limit of the run's LLM calls (see pathgen.runs.budget).
+    max_cost_usd: float | None = Field(None, gt=0)
 
 
 class TissueSettings(_Section):
@@ -107,13 +109,23 @@ class StageSettings(_Section):
     template: str | None = None
     price_input_per_1k: float = Field(0.0, ge=0)
     price_output_per_1k: float = Field(0.0, ge=0)
+    #: Price of input tokens the provider served from its prompt cache (default: input price).
+    price_cached_input_per_1k: float | None = Field(None, ge=0)
     max_concurrency: int = Field(16, ge=1)
     requests_per_minute: int | None = Field(None, ge=1)
     tokens_per_minute: int | None = Field(None, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(5, ge=1)
     image_max_side: int = Field(672, ge=32)
-    mode: Literal["rules", "llm"] = "rules"
+    #: degrade: "rules" or "llm"; any caption stage: "batch" sends its calls through the
+    #: provider's Batch API (degrade: the LLM mode, batched). See pathgen.runs.batches.
+    mode: Literal["rules", "llm", "batch"] = "rules"
+    #: Batch mode: seconds between polls of submitted batches, and the longest queued
+    #: items wait for more before a batch is sent while earlier stages still make work.
+    batch_poll_s: float = Field(30.0, gt=0)
+    batch_wait_s: float = Field(300.0, ge=0)
+    #: Spending limit of this stage in a run (see pathgen.runs.budget).
+    max_cost_usd: float | None = Field(None, gt=0)
 
 
 class InstructSettings(StageSettings):

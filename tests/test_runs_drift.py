@@ -28,6 +28,10 @@ from tests.pipeline_helpers import demo_template, pipeline_config
     ("key", "operational", "stage"),
     [
         ("captioning.describe.max_concurrency", True, "describe"),
+        ("captioning.describe.price_cached_input_per_1k", True, "describe"),
+        ("captioning.revise.max_cost_usd", True, "revise"),
+        ("captioning.describe.batch_poll_s", True, "describe"),
+        ("run.max_cost_usd", True, None),
         ("captioning.describers.1.requests_per_minute", True, "describe"),
         ("selection.llm.timeout_s", True, "select"),
         ("workers.lease_s", True, None),
@@ -76,6 +80,19 @@ def test_reconcile_takes_operational_and_redone_changes_only() -> None:
     with pytest.raises(ConfigDrift, match="--force"):  # a redo would reuse the old outputs
         reconcile("r", old, hotter, redo=["summarize"])
     assert reconcile("r", old, hotter, redo=["summarize"], force=True)[0] == hotter
+
+
+def test_moving_a_stage_between_online_and_batch_is_operational() -> None:
+    def mode_change(stage: str, old: str, new: str) -> bool:
+        stored = Settings.model_validate({"captioning": {stage: {"mode": old}}}).snapshot()
+        new_s = Settings.model_validate({"captioning": {stage: {"mode": new}}}).snapshot()
+        (change,) = changes(stored, new_s)
+        return change.operational
+
+    assert mode_change("describe", "rules", "batch")
+    assert mode_change("degrade", "llm", "batch")
+    assert not mode_change("degrade", "rules", "batch")  # rules make no LLM call at all
+    assert not mode_change("degrade", "rules", "llm")
 
 
 def test_list_entries_are_compared_one_by_one() -> None:

@@ -15,10 +15,12 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from pathgen.cli import (  # one command module per line
+    batch_cmd,
     captions_cmd,
     check_cmd,
     db_cmd,
     demo_cmd,
+    estimate_cmd,
     eval_cmd,
     export_cmd,
     run_cmd,
@@ -89,6 +91,8 @@ COMMAND_MODULES = (  # one per line, same order as the import
     eval_cmd,
     serve_cmd,
     train_cmd,
+    estimate_cmd,
+    batch_cmd,
 )
 for module in COMMAND_MODULES:
     module.register(app)

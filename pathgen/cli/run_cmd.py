@@ -46,7 +46,7 @@ def run(
     """Run (or resume) the whole pipeline for the manifest in the config.
 
     Exit codes: 0 all done, 2 cannot start, 3 parked items, 4 work left that no worker can
-    take, 130 interrupted (see README).
+    take, 5 budget reached, 130 interrupted (see README).
     """
     from pathgen.errors import ConfigError
     from pathgen.runs.graph import parse_stages

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pathgen.cli.context import console, run_async, state
+from pathgen.cli.context import console, print_wide, run_async, state
 from pathgen.cli.summary import print_summary
 
 
@@ -32,6 +32,26 @@ def status(
     if rid is None:
         raise ConfigError("no runs in this database yet", key="RUN")
     print_summary(rid, settings, "json" if as_json else "rich")
+    if not as_json:
+        _print_estimate(settings.database.url, rid)
+
+
+def _print_estimate(url: str, run_id: str) -> None:
+    """The run's stored estimate beside the actual figures, when it was estimated."""
+    from pathgen.cli.estimate_cmd import estimate_table
+    from pathgen.runs.estimate import actual_usage, stored_estimate
+    from pathgen.store.engine import make_engine
+
+    async def read():  # noqa: ANN202 - a pair of optional results
+        engine = make_engine(url)
+        try:
+            return await stored_estimate(engine, run_id), await actual_usage(engine, run_id)
+        finally:
+            await engine.dispose()
+
+    est, actual = run_async(read)
+    if est is not None:
+        print_wide(console(), estimate_table(est, actual))
 
 
 async def _retry(url: str, run_id: str, stage: str | None) -> int:

@@ -45,6 +45,10 @@ class ChatResult:
     latency_s: float = 0.0
     finish_reason: str | None = None
     attempts: int = 1
+    #: Input tokens the provider served from its prompt (prefix) cache; part of input_tokens.
+    cached_input_tokens: int = 0
+    #: The batch whose output file held this answer (None for an online call).
+    batch_id: str | None = None
 
 
 @runtime_checkable

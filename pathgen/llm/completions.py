@@ -134,6 +134,15 @@ def transport_error(provider: str, exc: BaseException, base_url: str | None) -> 
     return ProviderError(f"{provider}: connection error ({where}): {chain[-1]!r}")
 
 
+def cached_tokens(usage: Any) -> int:
+    """Prompt tokens served from the provider's prefix cache: OpenAI and Mistral both report
+    them as ``usage.prompt_tokens_details.cached_tokens`` (a part of ``prompt_tokens``)."""
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    if not isinstance(details, dict):
+        return 0
+    return int(details.get("cached_tokens") or 0)
+
+
 def _text_of(content: Any) -> str:
     if content is None:
         return ""
@@ -204,4 +213,5 @@ def result_from_payload(
         output_tokens=int(usage.get("completion_tokens") or 0),
         latency_s=latency_s,
         finish_reason=finish,
+        cached_input_tokens=cached_tokens(usage),
     )

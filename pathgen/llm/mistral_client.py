@@ -53,6 +53,10 @@ def _as_payload(response: Any) -> dict[str, Any]:
         "usage": {
             "prompt_tokens": getattr(usage, "prompt_tokens", 0),
             "completion_tokens": getattr(usage, "completion_tokens", 0),
+            # not a declared field of the SDK's UsageInfo: kept in its extra properties
+            "prompt_tokens_details": (getattr(usage, "additional_properties", None) or {}).get(
+                "prompt_tokens_details"
+            ),
         },
     }
 

@@ -41,6 +41,10 @@ OPERATIONAL_LEAVES = frozenset(
         "max_attempts",
         "price_input_per_1k",
         "price_output_per_1k",
+        "price_cached_input_per_1k",
+        "max_cost_usd",
+        "batch_poll_s",
+        "batch_wait_s",
         "api_key_env",
         "base_url",
     }
@@ -50,6 +54,7 @@ OPERATIONAL_KEYS = (
     "database",
     "workers",
     "run.name",
+    "run.max_cost_usd",
     "run.manifest",  # a rerun may add slides
     "run.data_dir",
     "tiling.workers",
@@ -110,6 +115,16 @@ def is_operational(key: str) -> bool:
     return in_stage and parts[-1] in OPERATIONAL_LEAVES
 
 
+def _online_batch_switch(key: str, old: Any, new: Any) -> bool:
+    """A stage's calls moving between online and its Batch API (same model and prompt).
+    Outside degrade, ``mode`` says nothing else; in degrade, ``rules`` is no LLM call."""
+    if not key.startswith("captioning.") or not key.endswith(".mode"):
+        return False
+    if stage_of(key) == "degrade":
+        return {old, new} == {"llm", "batch"}
+    return True
+
+
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}, "l": [{"c": 2}]}`` → ``{"a.b": 1, "l.0.c": 2}`` (JSON values)."""
     if isinstance(data, dict):
@@ -132,7 +147,8 @@ def changes(stored: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     for key in sorted(set(old_flat) | set(new_flat)):
         old, value = old_flat.get(key), new_flat.get(key)
         if old != value:
-            out.append(Change(key, old, value, stage_of(key), is_operational(key)))
+            operational = is_operational(key) or _online_batch_switch(key, old, value)
+            out.append(Change(key, old, value, stage_of(key), operational))
     return out
 
 

@@ -7,6 +7,8 @@ true whoever processed them (this process, other workers, an earlier start):
 * nothing left to do but some items parked as failed → :attr:`ExitCode.PARKED`;
 * items still queued or leased that no worker took → :attr:`ExitCode.STALLED`
   (e.g. a stage paused after a permanent provider error);
+* items left queued because the spending limit was reached → :attr:`ExitCode.BUDGET`
+  (see :mod:`pathgen.runs.budget`);
 * stopped by a signal with work left → :attr:`ExitCode.INTERRUPTED`.
 
 Example::
@@ -57,6 +59,8 @@ class Outcome:
     #: The run's status to store: completed, parked, stalled, interrupted or paused.
     status: str
     stages: tuple[StageOutcome, ...] = field(default_factory=tuple)
+    #: Why the budget stopped claims, with the figures (None when it did not).
+    budget: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -98,15 +102,23 @@ class Outcome:
                 f"run {self.run_id} stopped with {left} item(s) no worker can take "
                 f"(exit {self.code:d}): see the reasons above"
             )
+        if self.code == ExitCode.BUDGET:
+            return (
+                f"run {self.run_id} stopped with {left} item(s) left, {self.budget} "
+                f"(exit {self.code:d}): raise run.max_cost_usd (or the stage's max_cost_usd) "
+                "and run again to resume"
+            )
         return (
             f"run {self.run_id} interrupted with {left} item(s) left (exit {self.code:d}): "
             "run the same command to resume"
         )
 
 
-def _code(stages: Sequence[StageOutcome], interrupted: bool) -> ExitCode:
+def _code(stages: Sequence[StageOutcome], interrupted: bool, budget: str | None) -> ExitCode:
     if any(s.unfinished for s in stages):
-        return ExitCode.INTERRUPTED if interrupted else ExitCode.STALLED
+        if interrupted:
+            return ExitCode.INTERRUPTED
+        return ExitCode.BUDGET if budget else ExitCode.STALLED
     if any(s.parked for s in stages):
         return ExitCode.PARKED
     return ExitCode.OK
@@ -118,6 +130,8 @@ def _status(code: ExitCode, counts: dict[str, dict[str, int]]) -> str:
         return "interrupted"
     if code == ExitCode.STALLED:
         return "stalled"
+    if code == ExitCode.BUDGET:
+        return "budget"
     if pending:
         return "paused"  # other stages still have work: this process did not run them
     return "parked" if any(by.get("failed") for by in counts.values()) else "completed"
@@ -153,9 +167,15 @@ async def _waiting(engine: AsyncEngine, run_id: str, stage: str) -> str | None:
 
 @rides_out_outages("outcome")
 async def run_outcome(
-    engine: AsyncEngine, run_id: str, stages: Sequence[str], *, interrupted: bool
+    engine: AsyncEngine,
+    run_id: str,
+    stages: Sequence[str],
+    *,
+    interrupted: bool,
+    budget: str | None = None,
 ) -> Outcome:
-    """The outcome of ``run_id`` over ``stages`` (the ones this process worked on)."""
+    """The outcome of ``run_id`` over ``stages`` (the ones this process worked on);
+    ``budget`` says why the spending limit stopped claims, when it did."""
     counts = await queue.counts(engine, run_id)
     found: list[StageOutcome] = []
     for stage in stages:
@@ -172,8 +192,14 @@ async def run_outcome(
                 waiting=await _waiting(engine, run_id, stage) if unfinished else None,
             )
         )
-    code = _code(found, interrupted)
-    return Outcome(run_id, code, _status(code, counts), tuple(found))
+    code = _code(found, interrupted, budget)
+    return Outcome(
+        run_id,
+        code,
+        _status(code, counts),
+        tuple(found),
+        budget if code == ExitCode.BUDGET else None,
+    )
 
 
 def effective_status(

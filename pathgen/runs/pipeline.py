@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.errors import CannotStart, ConfigError
 from pathgen.runs import queue, registry, reselect
+from pathgen.runs.batches import BatchDriver, batch_stages
+from pathgen.runs.budget import Budget, has_budget
 from pathgen.runs.drift import Change
 from pathgen.runs.graph import downstream
 from pathgen.runs.handlers.caption import (
@@ -86,10 +88,11 @@ def build_handlers(
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(PIPELINE_STAGES)}")
     ordered = [s for s in PIPELINE_STAGES if s in stages]
+    batched = batch_stages(resources.settings)  # claimed by the batch driver, not online
     return [
         StageHandler(
             s,
-            stage_concurrency(resources.settings, s, concurrency),
+            0 if s in batched else stage_concurrency(resources.settings, s, concurrency),
             partial(_dispatch, HANDLERS[s], resources),
         )
         for s in ordered
@@ -215,6 +218,7 @@ async def run_pipeline(
             exit_when_idle=True,
             stop=stop,
             grace_s=grace_s,
+            budget=Budget(engine, run_id, settings) if has_budget(settings) else None,
         )
         done = asyncio.Event()
         reporter = (
@@ -222,13 +226,29 @@ async def run_pipeline(
             if show_progress
             else None
         )
+        batched = [s for s in batch_stages(settings) if s in stages]
+        driver = (
+            asyncio.create_task(
+                BatchDriver(engine, settings, res, run_id, batched, worker.budget).run(done),
+                name="batches",
+            )
+            if batched
+            else None
+        )
+        if driver is not None:  # a driver that fails stops the worker, which waits for it
+            driver.add_done_callback(lambda t: t.cancelled() or t.exception() and stop.set())
         try:
             stats = await worker.run()
         finally:
             done.set()
             if reporter is not None:
                 await reporter
-        outcome = await run_outcome(engine, run_id, stages, interrupted=stop.is_set())
+            if driver is not None:
+                await driver
+        reached = await worker.budget.reached() if worker.budget else None
+        outcome = await run_outcome(
+            engine, run_id, stages, interrupted=stop.is_set(), budget=reached
+        )
         await registry.finish_run(engine, run_id, outcome.status)
         return RunSummary(run_id, start.created, stats, outcome, notes)
     finally:
@@ -278,6 +298,10 @@ async def run_worker(
     res = RunResources(settings, engine)
     try:
         await _check_pending(res, stages, run_id, probe)
+        budget = None
+        if run_id is not None:  # a limit is a run's: it holds for workers given the run
+            run_settings = await res.run_settings(run_id)
+            budget = Budget(engine, run_id, run_settings) if has_budget(run_settings) else None
         reclaimed = await reclaim_dead_local_leases(engine, run_id)
         if reclaimed:
             log.warning("reclaimed %d item(s) leased by a worker that died", reclaimed)
@@ -289,11 +313,15 @@ async def run_worker(
             exit_when_idle=exit_when_idle,
             stop=stop,
             grace_s=grace_s,
+            budget=budget,
         )
         stats = await worker.run()
         outcome = None
         if run_id is not None:
-            outcome = await run_outcome(engine, run_id, stages, interrupted=stop.is_set())
+            reached = await budget.reached() if budget else None
+            outcome = await run_outcome(
+                engine, run_id, stages, interrupted=stop.is_set(), budget=reached
+            )
         return WorkerSummary(stats, outcome, stop.is_set())
     finally:
         await res.aclose()

@@ -58,7 +58,7 @@ def llm_stages(settings: Settings, stages: Sequence[str]) -> list[LLMStage]:
             out.append(LLMStage("describe", f"captioning.describers[{i}]", extra))
     if "fuse" in stages and cap.describers:
         out.append(LLMStage("fuse", "captioning.fuse", cap.fuse))
-    if "degrade" in stages and cap.degrade_copies > 0 and cap.degrade.mode == "llm":
+    if "degrade" in stages and cap.degrade_copies > 0 and cap.degrade.mode != "rules":
         out.append(LLMStage("degrade", "captioning.degrade", cap.degrade))
     if "revise" in stages:
         out.append(LLMStage("revise", "captioning.revise", cap.revise))

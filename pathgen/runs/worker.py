@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,6 +27,9 @@ from pathgen.runs import queue
 from pathgen.runs.owner import new_owner
 from pathgen.runs.queue import Claimed, Completion, Persist
 from pathgen.store.outage import is_database_outage
+
+if TYPE_CHECKING:
+    from pathgen.runs.budget import Budget
 
 log = logging.getLogger("pathgen.worker")
 
@@ -140,8 +144,11 @@ class Worker:
         poll_s: float = 0.25,
         grace_s: float = 30.0,
         stop: asyncio.Event | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.engine = engine
+        #: Spending limit checked before each claim of a paid stage (None: no limit).
+        self.budget = budget
         self.handlers = {h.stage: h for h in handlers}
         self.run_id = run_id
         self.owner = owner or new_owner()
@@ -193,6 +200,8 @@ class Worker:
             claimed = 0
             for stage in stages:
                 free = self._free(stage)
+                if free > 0 and self.budget is not None:
+                    free = await self.budget.allow(stage, free)
                 if free <= 0:
                     continue
                 items = await queue.claim(
@@ -223,12 +232,13 @@ class Worker:
         if self.run_id is None:
             return False
         counts = await queue.counts(self.engine, self.run_id)
+        held = self.budget.held if self.budget is not None else set()
         return all(
             n == 0
             for stage, by in counts.items()
             if stage in self.handlers  # work of other stages is other workers' business
             for st, n in by.items()
-            if st in ("queued", "leased")
+            if st == "leased" or (st == "queued" and stage not in held)  # held: budget spent
         )
 
     async def _process(self, item: Claimed, buffer: _CompletionBuffer) -> None:

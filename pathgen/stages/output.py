@@ -38,6 +38,8 @@ class StageOutput:
     params: dict[str, Any]
     input_tokens: int = 0
     output_tokens: int = 0
+    #: Of ``input_tokens``, those the provider served from its prompt cache.
+    cached_input_tokens: int = 0
     latency_s: float = 0.0
     cost: float = 0.0
     edits: list[dict[str, Any]] = field(default_factory=list)
@@ -45,6 +47,7 @@ class StageOutput:
     raw: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None  # "length": the answer hit max_tokens
+    batch_id: str | None = None  # the batch that answered (None: an online call)
 
     @property
     def ok(self) -> bool:
@@ -63,10 +66,21 @@ class Parsed:
     edits: list[dict[str, Any]] = field(default_factory=list)
 
 
-def compute_cost(settings: StageSettings, input_tokens: int, output_tokens: int) -> float:
-    """Price of a call from the stage's per-1k-token prices."""
+def compute_cost(
+    settings: StageSettings, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+) -> float:
+    """Price of a call from the stage's per-1k-token prices.
+
+    ``cached_input_tokens`` (a part of ``input_tokens``) are priced at
+    ``price_cached_input_per_1k`` (the input price when that is not set).
+    """
+    cached = min(cached_input_tokens, input_tokens)
+    cached_price = settings.price_cached_input_per_1k
+    if cached_price is None:
+        cached_price = settings.price_input_per_1k
     return (
-        input_tokens / 1000.0 * settings.price_input_per_1k
+        (input_tokens - cached) / 1000.0 * settings.price_input_per_1k
+        + cached / 1000.0 * cached_price
         + output_tokens / 1000.0 * settings.price_output_per_1k
     )
 
@@ -145,10 +159,14 @@ async def call_stage(
         "model": result.model,
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,
+        "cached_input_tokens": result.cached_input_tokens,
         "latency_s": result.latency_s or (time.perf_counter() - started),
-        "cost": compute_cost(settings, result.input_tokens, result.output_tokens),
+        "cost": compute_cost(
+            settings, result.input_tokens, result.output_tokens, result.cached_input_tokens
+        ),
         "attempts": result.attempts,
         "finish_reason": result.finish_reason,
+        "batch_id": result.batch_id,
     }
     try:
         parsed = parse(result.text)

@@ -96,6 +96,7 @@ async def run_summarize(
     )
     second.input_tokens += first.input_tokens
     second.output_tokens += first.output_tokens
+    second.cached_input_tokens += first.cached_input_tokens
     second.latency_s += first.latency_s
     second.cost += first.cost
     second.attempts += first.attempts

@@ -73,6 +73,44 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class RunEstimate(Base):
+    """The last ``pathgen estimate`` of a run (made before the run exists, so no foreign key)."""
+
+    __tablename__ = "run_estimates"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    estimate: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LLMBatch(Base):
+    """One provider batch of a caption stage, recorded before anything is submitted.
+
+    ``state``: ``prepared`` (items reserved under ``lease``) → ``uploaded`` (input file
+    id known) → ``submitted`` (provider batch id known) → ``done`` (results imported;
+    ``provider_status`` says completed, expired, cancelled or failed).
+    """
+
+    __tablename__ = "llm_batches"
+    __table_args__ = (Index(None, "run_id", "stage", "state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    stage: Mapped[str] = mapped_column(String(32))
+    provider: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    #: The lease token the batch's items are held under.
+    lease: Mapped[str] = mapped_column(String(128))
+    #: Work item ids in the batch (each line's custom_id is ``<item id>|<lease>``).
+    items: Mapped[list[Any]] = mapped_column(JSON)
+    input_file_id: Mapped[str | None] = mapped_column(String(128))
+    provider_batch_id: Mapped[str | None] = mapped_column(String(128))
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Slide(Base):
     __tablename__ = "slides"
 
@@ -210,6 +248,8 @@ class CaptionRevision(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    #: Of ``input_tokens``, those the provider served from its prompt cache.
+    cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     status: Mapped[str] = mapped_column(String(16), default="ok")

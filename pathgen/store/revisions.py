@@ -48,6 +48,7 @@ class NewRevision:
     params: dict[str, Any] = field(default_factory=dict)
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
     latency_s: float = 0.0
     cost: float = 0.0
     status: str = "ok"

@@ -17,6 +17,9 @@ Faults are injected precisely in two ways:
 
 A ``[[delay:SECONDS]]`` marker sets that request's latency.
 
+Usage (``prompt_tokens``, and ``prompt_tokens_details.cached_tokens`` from a prefix cache
+over the requests seen so far) is counted as :mod:`pathgen.testing.usage` says.
+
 Kinds: ``429`` (ARG = Retry-After seconds, default ``retry_after``), ``500``, ``503``,
 ``400``, ``401``, ``404``, ``hang`` (ARG = seconds, default one hour), ``malformed``
 (truncated JSON with status 200), ``empty`` (empty content), ``refusal``
@@ -53,6 +56,10 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pathgen.llm.tokens import text_tokens
+from pathgen.testing.batch_api import BatchAPI
+from pathgen.testing.usage import PromptCache
 
 _FAULT_RE = re.compile(rb"\[\[fault:([a-z0-9]+)(?::([0-9.]+))?(?:\*(\d+))?\]\]")
 _DELAY_RE = re.compile(rb"\[\[delay:([0-9.]+)\]\]")
@@ -100,6 +107,10 @@ class _State:
     #: (substring, content): a request whose last user text contains the substring gets
     #: that content instead of the echo, e.g. a list of prompts for a prompt-writing call.
     replies: list[tuple[str, str]] = field(default_factory=list)
+    #: OpenAI's Files and Batch API (see :mod:`pathgen.testing.batch_api`).
+    batch_api: BatchAPI = field(default_factory=BatchAPI)
+    #: Prefix cache behind ``usage.prompt_tokens_details.cached_tokens``.
+    cache: PromptCache = field(default_factory=PromptCache)
     log: list[RecordedRequest] = field(default_factory=list)
     marker_hits: dict[bytes, int] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -128,10 +139,10 @@ def _message_texts(body: dict[str, Any]) -> tuple[str, int]:
     return last_text, images
 
 
-def _completion(body: dict[str, Any], content: str | None, *, finish: str, refusal: str | None):
-    text, images = _message_texts(body)
-    in_tokens = sum(len(json.dumps(m.get("content", ""))) for m in body.get("messages", [])) // 4
-    out_tokens = len(content or refusal or "") // 4
+def _completion(
+    state: _State, body: dict[str, Any], content: str | None, *, finish: str, refusal: str | None
+) -> dict[str, Any]:
+    out_tokens = text_tokens(content or refusal or "")
     return {
         "id": "chatcmpl-mock",
         "object": "chat.completion",
@@ -144,17 +155,18 @@ def _completion(body: dict[str, Any], content: str | None, *, finish: str, refus
                 "message": {"role": "assistant", "content": content, "refusal": refusal},
             }
         ],
-        "usage": {
-            "prompt_tokens": in_tokens + 85 * images,
-            "completion_tokens": out_tokens,
-            "total_tokens": in_tokens + 85 * images + out_tokens,
-        },
+        "usage": state.cache.usage(body, out_tokens),
     }
 
 
-def _response(status: int, payload: bytes, extra: dict[str, str] | None = None) -> bytes:
+def _response(
+    status: int,
+    payload: bytes,
+    extra: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> bytes:
     head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
-    head.append("content-type: application/json")
+    head.append(f"content-type: {content_type}")
     head.append(f"content-length: {len(payload)}")
     for key, value in (extra or {}).items():
         head.append(f"{key}: {value}")
@@ -247,6 +259,7 @@ class _Connection(asyncio.Protocol):
         if method == "POST" and path == "/_mock/reset":
             state.log.clear()
             state.marker_hits.clear()
+            state.cache.clear()
             return _response(200, b"{}")
         arrived = time.monotonic()
         try:
@@ -256,6 +269,11 @@ class _Connection(asyncio.Protocol):
         state.log.append(
             RecordedRequest(arrived, method, path, headers, body if state.keep_bodies else None)
         )
+        if state.batch_api.handles(path):
+            status, payload = state.batch_api.respond(method, path, headers, raw, self._answer)
+            if isinstance(payload, bytes):  # a file's content
+                return _response(status, payload, content_type="application/octet-stream")
+            return _response(status, json.dumps(payload).encode())
         if method != "POST" or not path.endswith("/chat/completions"):
             return _error(404, f"no route {method} {path}")
         if not isinstance(body, dict):
@@ -273,6 +291,16 @@ class _Connection(asyncio.Protocol):
             await asyncio.sleep(delay)
         return self._fault_response(kind, arg, body)
 
+    def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Status and JSON of the answer to one batch line (its markers apply)."""
+        kind, arg = self._fault(-1, json.dumps(body).encode())
+        out = self._fault_response(kind if kind != "hang" else None, arg, body)
+        head, _, payload = out.partition(b"\r\n\r\n")
+        try:
+            return int(head.split(b" ")[1]), json.loads(payload)
+        except ValueError:
+            return 500, {"error": {"message": "malformed"}}
+
     def _fault(self, index: int, raw: bytes) -> tuple[str | None, str | None]:
         state = self.state
         match = _FAULT_RE.search(raw)
@@ -283,7 +311,7 @@ class _Connection(asyncio.Protocol):
             state.marker_hits[key] = hits + 1
             if times is None or hits < int(times):
                 return kind, arg
-        if index < len(state.fault_plan):
+        if 0 <= index < len(state.fault_plan):
             planned = state.fault_plan[index]
             if planned and planned != "ok":
                 kind, _, arg = planned.partition(":")
@@ -299,12 +327,14 @@ class _Connection(asyncio.Protocol):
         if kind == "malformed":
             return _response(200, b'{"id": "chatcmpl-mock", "choices": [{"mess')
         if kind == "empty":
-            payload = _completion(body, "", finish="stop", refusal=None)
+            payload = _completion(self.state, body, "", finish="stop", refusal=None)
         elif kind == "refusal":
-            payload = _completion(body, None, finish="content_filter", refusal="I can't help.")
+            payload = _completion(
+                self.state, body, None, finish="content_filter", refusal="I can't help."
+            )
         elif kind == "overthink":
             thinking = "<think>The user wants a description. Let me look at the nuclei"
-            payload = _completion(body, thinking, finish="length", refusal=None)
+            payload = _completion(self.state, body, thinking, finish="length", refusal=None)
         else:
             text, images = _message_texts(body)
             content = next((c for key, c in self.state.replies if key in text), None)
@@ -314,7 +344,7 @@ class _Connection(asyncio.Protocol):
                 content = f"<think>\nThe user wants a caption. I see nuclei.\n</think>\n\n{content}"
             elif kind == "length":
                 content, finish = content[: max(1, len(content) // 2)], "length"
-            payload = _completion(body, content, finish=finish, refusal=None)
+            payload = _completion(self.state, body, content, finish=finish, refusal=None)
         return _response(200, json.dumps(payload).encode())
 
 
@@ -388,8 +418,14 @@ def run_mock_server(
     keep_bodies: bool = True,
     process: bool = False,
     replies: Sequence[tuple[str, str]] = (),
+    prompt_cache: bool = True,
+    batch_api: BatchAPI | None = None,
 ) -> Iterator[MockServer]:
-    """Serve on 127.0.0.1 (ephemeral port) in a thread, or in a child process."""
+    """Serve on 127.0.0.1 (ephemeral port) in a thread, or in a child process.
+
+    ``prompt_cache=False`` (thread mode) never reports cached prompt tokens; ``batch_api``
+    (thread mode) sets the Batch API's delays and faults and lets the caller read what
+    was submitted."""
     if process:
         if replies:
             raise ValueError("replies are only supported in thread mode")
@@ -397,6 +433,9 @@ def run_mock_server(
         return
     state = _new_state(latency, jitter, retry_after, fault_plan, seed, keep_bodies)
     state.replies = list(replies)
+    state.cache = PromptCache(enabled=prompt_cache)
+    if batch_api is not None:
+        state.batch_api = batch_api
     loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict[str, Any] = {}

@@ -102,6 +102,8 @@ def _revision(
         params["attempts"] = out.attempts
     if getattr(out, "finish_reason", None):
         params["finish_reason"] = out.finish_reason
+    if getattr(out, "batch_id", None):
+        params["batch_id"] = out.batch_id
     return NewRevision(
         tile_id=tile_id,
         run_id=item.run_id,
@@ -116,6 +118,7 @@ def _revision(
         params=params,
         input_tokens=out.input_tokens,
         output_tokens=out.output_tokens,
+        cached_input_tokens=out.cached_input_tokens,
         latency_s=out.latency_s,
         cost=out.cost,
         status=out.status,
@@ -272,7 +275,7 @@ async def handle_degrade(item: Claimed, res: Resources) -> Completion:
     cfg = res.settings.captioning.degrade
     if skipped := _skip(item, existing, follow, cfg, "degrade_llm_v1"):
         return skipped
-    client = await res.client("degrade") if cfg.mode == "llm" else None
+    client = await res.client("degrade") if cfg.mode in ("llm", "batch") else None
     out = await run_degrade(
         client, cfg, source.text, seed=seed_from_key(item.run_id, tile_id, copy)
     )
