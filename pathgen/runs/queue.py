@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from pathgen.store.engine import read_scope, session_scope
 from pathgen.store.models import WorkItem, utcnow
 from pathgen.store.outage import rides_out_outages
+from pathgen.store.revisions import NewRevision, insert_revisions
 
 Persist = Callable[[AsyncSession], Awaitable[None]]
 
@@ -65,6 +66,8 @@ class Completion:
     #: The item made a new output: its follow-up items run again even if they were done
     #: (their input changed). False when an existing output was reused.
     new_output: bool = True
+    #: Caption revisions to insert: those of a whole completion batch go in one statement.
+    revisions: list[NewRevision] = field(default_factory=list)
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -175,19 +178,19 @@ async def claim(
     limit: int,
     run_id: str | None = None,
     lease_s: float = 120.0,
+    exclude_runs: Sequence[str] = (),
 ) -> list[Claimed]:
-    """Lease up to ``limit`` items of ``stages`` (expired leases are reclaimed automatically)."""
+    """Lease up to ``limit`` items of ``stages`` (expired leases are reclaimed automatically),
+    not of the runs in ``exclude_runs``."""
     if limit <= 0 or not stages:
         return []
     now = utcnow()
     lease = f"{owner}:{secrets.token_hex(4)}"  # fences this claim, even from its own worker
     async with session_scope(engine) as session:
-        ids = (
-            select(WorkItem.id)
-            .where(_claimable(run_id, stages, now))
-            .order_by(WorkItem.id)
-            .limit(limit)
-        )
+        cond = _claimable(run_id, stages, now)
+        if exclude_runs:
+            cond = and_(cond, WorkItem.run_id.not_in(list(exclude_runs)))
+        ids = select(WorkItem.id).where(cond).order_by(WorkItem.id).limit(limit)
         if session.bind.dialect.name == "postgresql":
             ids = ids.with_for_update(skip_locked=True)
         stmt = (
@@ -272,6 +275,7 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
                 won.update((item_id, owner) for item_id in res.scalars())
         follow: dict[tuple[str, bool], list[NewWork]] = {}
         persisted: set[tuple[int, str]] = set()
+        revisions: list[NewRevision] = []
         for c in completions:
             key = (c.item.id, c.item.owner)
             if key not in won or key in persisted:
@@ -279,7 +283,9 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
             persisted.add(key)
             if c.persist is not None:
                 await c.persist(session)
+            revisions += c.revisions
             follow.setdefault((c.item.run_id, c.new_output), []).extend(c.follow_up)
+        await insert_revisions(session, revisions)
         for (run_id, new_output), work in follow.items():
             await enqueue(
                 session,
@@ -374,10 +380,43 @@ async def release(engine: AsyncEngine, items: Sequence[Claimed]) -> int:
     )
 
 
-async def retry_failed(engine: AsyncEngine, run_id: str, stage: str | None = None) -> int:
-    """Requeue a run's failed items (optionally of one stage) with fresh attempts."""
+@rides_out_outages("pause")
+async def pause_stage(
+    engine: AsyncEngine, run_id: str, stage: str, message: str, *, held: Claimed | None = None
+) -> int:
+    """Park ``stage``'s queued items of ``run_id`` as ``paused`` with ``message`` (and
+    ``held``, if its lease is still held, with its attempt given back). ``pathgen retry``
+    (:func:`retry_failed`) queues them again. Returns the items paused."""
     now = utcnow()
-    cond = and_(WorkItem.run_id == run_id, WorkItem.status == "failed")
+    values: dict[str, Any] = {"status": "paused", "last_error": message[:4000], "updated_at": now}
+    async with session_scope(engine) as session:
+        n = 0
+        if held is not None:
+            res = await session.execute(
+                update(WorkItem)
+                .where(_held(held))
+                .values(
+                    **values,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    attempts=WorkItem.attempts - 1,
+                )
+                .returning(WorkItem.id)
+            )
+            n += len(res.all())
+        res = await session.execute(
+            update(WorkItem)
+            .where(WorkItem.run_id == run_id, WorkItem.stage == stage, WorkItem.status == "queued")
+            .values(**values)
+            .returning(WorkItem.id)
+        )
+        return n + len(res.all())
+
+
+async def retry_failed(engine: AsyncEngine, run_id: str, stage: str | None = None) -> int:
+    """Requeue a run's failed and paused items (optionally of one stage) with fresh attempts."""
+    now = utcnow()
+    cond = and_(WorkItem.run_id == run_id, WorkItem.status.in_(("failed", "paused")))
     if stage is not None:
         cond = and_(cond, WorkItem.stage == stage)
     async with session_scope(engine) as session:

@@ -16,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from pathgen.errors import ConfigError, PathgenError, ProviderError
+from pathgen.errors import ConfigError, LLMError, PathgenError, ProviderError
 from pathgen.runs import queue
 from pathgen.runs.owner import new_owner
 from pathgen.runs.queue import Claimed, Completion, Persist
 from pathgen.store.outage import is_database_outage
+from pathgen.store.revisions import NewRevision, insert_revisions
 
 log = logging.getLogger("pathgen.worker")
 
@@ -35,19 +37,46 @@ class PermanentError(PathgenError):
 
 
 class StageFailed(PathgenError):
-    """A stage call failed; ``persist`` records the failure when the item is parked."""
+    """A stage call failed; ``persist`` (or ``revisions``, the failed outputs) records the
+    failure when the item is parked. ``pause`` is the error that stops the whole stage
+    for the run (e.g. HTTP 404 for the configured model): the item waits, unspent."""
 
-    def __init__(self, message: str, *, retryable: bool, persist: Persist | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        persist: Persist | None = None,
+        pause: LLMError | None = None,
+        revisions: Sequence[NewRevision] = (),
+    ) -> None:
         self.retryable = retryable
+        self.pause = pause
+        if persist is None and revisions:
+            persist = _inserter(list(revisions))
         self.persist = persist
         super().__init__(message)
 
 
+def _inserter(revisions: list[NewRevision]) -> Persist:
+    async def persist(session: AsyncSession) -> None:
+        await insert_revisions(session, revisions)
+
+    return persist
+
+
 @dataclass
 class StageHandler:
+    """How a worker runs one stage.
+
+    ``prepare`` (optional) reads what a claimed batch needs in one go; each item's
+    ``handle`` then gets its own entry of the mapping it returned (``None`` without one).
+    """
+
     stage: str
     concurrency: int
-    handle: Callable[[Claimed], Awaitable[Completion]]
+    handle: Callable[[Claimed, Any], Awaitable[Completion]]
+    prepare: Callable[[Sequence[Claimed]], Awaitable[Mapping[int, Any]]] | None = None
 
 
 @dataclass
@@ -57,6 +86,7 @@ class WorkerStats:
     retried: int = 0
     lost: int = 0
     released: int = 0
+    paused: int = 0
     by_stage: dict[str, int] = field(default_factory=dict)
 
 
@@ -152,18 +182,34 @@ class Worker:
         self.stop = stop or asyncio.Event()
         self.stats = WorkerStats()
         self._inflight: dict[asyncio.Task[None], Claimed] = {}
-        #: In-flight tasks whose handler has returned and whose results are being committed:
-        #: they keep their lease but no longer count against the stage's concurrency.
-        self._committing: set[asyncio.Task[None]] = set()
+        #: Items per stage whose handler runs (an item being committed no longer counts).
+        self._busy: dict[str, int] = dict.fromkeys(self.handlers, 0)
+        #: A stage whose last claim found less than it asked for is not asked again
+        #: before this time, unless a completion here queued work for it.
+        self._idle_until: dict[str, float] = dict.fromkeys(self.handlers, 0.0)
+        #: ``(run, stage)`` paused here after a stage-pausing error, with its message.
+        self._paused: dict[tuple[str, str], str] = {}
         self._wake = asyncio.Event()
 
+    def _paused_runs(self, stage: str) -> list[str]:
+        return [run for run, st in self._paused if st == stage]
+
     def _free(self, stage: str) -> int:
-        busy = sum(
-            1
-            for task, item in self._inflight.items()
-            if item.stage == stage and task not in self._committing
-        )
-        return self.handlers[stage].concurrency - busy
+        return self.handlers[stage].concurrency - self._busy[stage]
+
+    def _wants_claim(self, stage: str, now: float) -> int:
+        """How many items to claim for ``stage`` now (0: not now).
+
+        A claim is a transaction: a busy stage refills in steps of 1/16 of its limit
+        rather than one item per returned call.
+        """
+        free = self._free(stage)
+        if free <= 0 or now < self._idle_until[stage]:
+            return 0
+        if self.run_id is not None and (self.run_id, stage) in self._paused:
+            return 0
+        step = max(1, self.handlers[stage].concurrency // 16)
+        return free if free >= step or self._busy[stage] == 0 else 0
 
     async def run(self) -> WorkerStats:
         buffer = _CompletionBuffer(self.engine)
@@ -183,31 +229,42 @@ class Worker:
                 await side[1]
         return self.stats
 
+    def _start(self, stage: str, items: Sequence[Claimed], buffer: _CompletionBuffer) -> None:
+        prepare = self.handlers[stage].prepare
+        prepared = asyncio.create_task(prepare(items), name=f"{stage}:prepare") if prepare else None
+        for item in items:
+            task = asyncio.create_task(
+                self._process(item, buffer, prepared), name=f"{stage}:{item.key}"
+            )
+            self._inflight[task] = item
+            self._busy[stage] += 1
+
     async def _claim_loop(self, buffer: _CompletionBuffer) -> None:
         # Downstream stages first, so work flows through the pipeline and memory stays flat.
         stages = list(self.handlers)[::-1]
+        loop = asyncio.get_running_loop()
         while not self.stop.is_set():
             # Every item in flight waits for its commit: nothing can join the batch. Commit
             # it once the next items are claimed, so it overlaps their work, not the claim.
             all_waiting = 0 < len(self._inflight) <= buffer.waiting
             claimed = 0
             for stage in stages:
-                free = self._free(stage)
-                if free <= 0:
+                want = self._wants_claim(stage, loop.time())
+                if not want:
                     continue
                 items = await queue.claim(
                     self.engine,
                     owner=self.owner,
                     stages=[stage],
-                    limit=free,
+                    limit=want,
                     run_id=self.run_id,
                     lease_s=self.lease_s,
+                    exclude_runs=self._paused_runs(stage),
                 )
-                for item in items:
-                    task = asyncio.create_task(
-                        self._process(item, buffer), name=f"{stage}:{item.key}"
-                    )
-                    self._inflight[task] = item
+                if len(items) < want:
+                    self._idle_until[stage] = loop.time() + self.poll_s
+                if items:
+                    self._start(stage, items, buffer)
                 claimed += len(items)
             if all_waiting:
                 buffer.kick()
@@ -222,6 +279,8 @@ class Worker:
     async def _run_finished(self) -> bool:
         if self.run_id is None:
             return False
+        for (run_id, stage), message in self._paused.items():  # work queued since waits too
+            await queue.pause_stage(self.engine, run_id, stage, message)
         counts = await queue.counts(self.engine, self.run_id)
         return all(
             n == 0
@@ -231,49 +290,95 @@ class Worker:
             if st in ("queued", "leased")
         )
 
-    async def _process(self, item: Claimed, buffer: _CompletionBuffer) -> None:
+    async def _process(
+        self,
+        item: Claimed,
+        buffer: _CompletionBuffer,
+        prepared: asyncio.Task[Mapping[int, Any]] | None,
+    ) -> None:
         task = asyncio.current_task()
+        handler = self.handlers[item.stage]
+        running = True
         try:
-            completion = await self.handlers[item.stage].handle(item)
-            self._committing.add(task)  # type: ignore[arg-type]
+            inputs = None
+            if prepared is not None:
+                try:
+                    inputs = (await prepared).get(item.id)
+                except Exception as exc:  # noqa: BLE001 - the handler reads for itself
+                    log.warning("batch read for %s failed: %s", item.stage, exc)
+            completion = await handler.handle(item, inputs)
+            running = False
+            self._busy[item.stage] -= 1
             self._wake.set()  # the next item can start while this one commits
             if await buffer.add(completion):
                 self.stats.done += 1
                 self.stats.by_stage[item.stage] = self.stats.by_stage.get(item.stage, 0) + 1
+                for work in completion.follow_up:  # new work here: claim it now
+                    if work.stage in self._idle_until:
+                        self._idle_until[work.stage] = 0.0
             else:
                 self.stats.lost += 1
                 log.warning("lease lost before completion: %s %s", item.stage, item.key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the item
-            message = f"{type(exc).__name__}: {exc}"
-            if is_database_outage(exc):  # not the item's fault: it keeps its attempt
-                self.stats.released += await queue.release(self.engine, [item])
-                log.warning("database unavailable during %s %s: released", item.stage, item.key)
-                return
-            status = await queue.fail(
-                self.engine,
-                item,
-                message,
-                retry=_retryable(exc),
-                persist_if_parked=getattr(exc, "persist", None),
-            )
-            if status == "failed":
-                self.stats.failed += 1
-                log.error(
-                    "parked %s %s after %d attempt(s): %s",
-                    item.stage,
-                    item.key,
-                    item.attempts,
-                    message,
-                )
-            elif status == "queued":
-                self.stats.retried += 1
-                log.warning("retrying %s %s: %s", item.stage, item.key, message)
+            await self._record_failure(item, exc)
         finally:
+            if running:
+                self._busy[item.stage] -= 1
             self._inflight.pop(task, None)  # type: ignore[arg-type]
-            self._committing.discard(task)  # type: ignore[arg-type]
             self._wake.set()
+
+    async def _pause(self, item: Claimed, cause: LLMError) -> None:
+        """Stop ``item``'s stage for its run: the item and the stage's queued items wait
+        (status ``paused``, attempts unspent) until ``pathgen retry``."""
+        key = (item.run_id, item.stage)
+        message = f"stage paused: {cause}"
+        first = key not in self._paused
+        self._paused[key] = message
+        await queue.pause_stage(self.engine, item.run_id, item.stage, message, held=item)
+        self.stats.paused += 1
+        if first:
+            log.error(
+                "%s paused for run %s: %s. Fix the configuration, then "
+                "`pathgen retry %s --stage %s` and run again",
+                item.stage,
+                item.run_id,
+                cause,
+                item.run_id,
+                item.stage,
+            )
+
+    async def _record_failure(self, item: Claimed, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        pause = getattr(exc, "pause", None)
+        if pause is not None:
+            await self._pause(item, pause)
+            return
+        if is_database_outage(exc):  # not the item's fault: it keeps its attempt
+            self.stats.released += await queue.release(self.engine, [item])
+            log.warning("database unavailable during %s %s: released", item.stage, item.key)
+            return
+        status = await queue.fail(
+            self.engine,
+            item,
+            message,
+            retry=_retryable(exc),
+            persist_if_parked=getattr(exc, "persist", None),
+        )
+        if status == "failed":
+            self.stats.failed += 1
+            log.error(
+                "parked %s %s after item attempt %d of %d: %s",
+                item.stage,
+                item.key,
+                item.attempts,
+                item.max_attempts,
+                message,
+            )
+        elif status == "queued":
+            self.stats.retried += 1
+            log.warning("retrying %s %s: %s", item.stage, item.key, message)
 
     async def _drain(self) -> None:
         if not self._inflight:
