@@ -4,11 +4,12 @@ What runs is what ``pathgen run`` runs: the worker, the queue, the stage handler
 reads, image encoding, template rendering, the provider clients (official SDKs) and the
 revision writes, against :mod:`pathgen.testing`'s server in its own process (1 s mean
 latency, uniform 0.5-1.5 s). Before timing, the earlier stages' output is inserted
-directly: ``--tiles`` selected tiles on the demo's synthetic slides (tile, embed and select
-items done, describe items queued). Then describe → degrade (rules) → revise (the
-description and the degraded copy) → summarize run with ``max_concurrency`` 256 on each
-LLM stage: 4 calls per tile. A second timed phase redoes summarize alone
-(``--redo summarize --force``): text-only calls.
+directly: ``--tiles`` selected tiles, in grid order as the tiler makes them, on synthetic
+slides of 16000×12000 px at 0.5 µm/px (1,645 tiles each; written once and cached), with
+the demo's tiny CLIP (tile, embed and select items done, describe items queued). Then
+describe → degrade (rules) → revise (the description and the degraded copy) → summarize
+run with ``max_concurrency`` 256 on each LLM stage: 4 calls per tile. A second timed
+phase redoes summarize alone (``--redo summarize --force``): text-only calls.
 
 Printed per case (database × provider):
 
@@ -38,7 +39,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import resource
 import sys
 import tempfile
@@ -50,8 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import func, select, update  # noqa: E402
 
+from benchmarks._synth import cached_synthetic_slide  # noqa: E402
 from pathgen.runs import queue, registry  # noqa: E402
-from pathgen.runs.demo import DEMO_SLIDES, prepare_demo  # noqa: E402
+from pathgen.runs.demo import prepare_demo  # noqa: E402
 from pathgen.runs.manifest import read_manifest  # noqa: E402
 from pathgen.runs.pipeline import open_store, run_pipeline  # noqa: E402
 from pathgen.runs.queue import NewWork  # noqa: E402
@@ -59,6 +60,7 @@ from pathgen.settings import load_settings  # noqa: E402
 from pathgen.store.engine import make_engine, session_scope  # noqa: E402
 from pathgen.store.models import CaptionRevision, Selection, Slide, Tile, WorkItem  # noqa: E402
 from pathgen.testing.llm_server import run_mock_server  # noqa: E402
+from pathgen.workers.signals import run_until_signalled  # noqa: E402
 from tests.dbutil import postgres_database  # noqa: E402
 
 LIMIT = 256
@@ -94,10 +96,32 @@ def _peak_rss_mb() -> float:
     return 0.0
 
 
-def _config(demo: Path, work: Path, db_url: str, provider: str, base_url: str) -> Path:
+SLIDE_W, SLIDE_H, SLIDE_MPP = 16000, 12000, 0.5
+
+
+def _slides(n_tiles: int, demo: Path, work: Path) -> Path:
+    """A manifest of enough synthetic slides for ``n_tiles`` grid tiles (the first with a
+    report)."""
+    per_slide = (SLIDE_W // 336) * (SLIDE_H // 336)
+    rows = ["path,mpp,report,label,organ"]
+    for i in range(-(-n_tiles // per_slide)):
+        path = cached_synthetic_slide(SLIDE_W, SLIDE_H, mpp=SLIDE_MPP, seed=i + 1)
+        report = demo / "slides" / "report-1.txt" if i == 0 else ""
+        rows.append(f"{path},,{report},tumour,breast")
+    manifest = work / "slides.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    return manifest
+
+
+def _config(
+    demo: Path, work: Path, db_url: str, provider: str, base_url: str, n_tiles: int
+) -> Path:
     text = (demo / "pathgen.toml").read_text()
     text = text.replace(f'url = "sqlite+aiosqlite:///{demo / "pathgen.db"}"', f'url = "{db_url}"')
     text = text.replace(f'data_dir = "{demo / "data"}"', f'data_dir = "{work / "data"}"')
+    text = text.replace(
+        f'manifest = "{demo / "slides.csv"}"', f'manifest = "{_slides(n_tiles, demo, work)}"'
+    )
     for stage in LLM_STAGES:
         text += f"""
 [captioning.{stage}]
@@ -118,19 +142,20 @@ async def _prepare(settings: Any, entries: list[Any], n_tiles: int) -> None:
     try:
         await registry.ensure_run(engine, RUN, settings, owner="bench")
         slide_ids = await registry.add_slides(engine, RUN, entries, max_attempts=3)
-        rng = random.Random(0)
         async with session_scope(engine) as s:
             slides = [await s.get(Slide, i) for i in slide_ids]
-            mpp = {name: (w, h, m) for name, w, h, m, _ in DEMO_SLIDES}
-            for slide, entry in zip(slides, entries, strict=True):
-                slide.width, slide.height, slide.mpp = mpp[Path(entry.path).name]
+            for slide in slides:
+                slide.width, slide.height, slide.mpp = SLIDE_W, SLIDE_H, SLIDE_MPP
                 slide.status = "ok"
+            size = round(settings.tiling.tile_size * settings.tiling.mpp / SLIDE_MPP)
+            grid = [
+                (slide, x, y)
+                for slide in slides
+                for y in range(0, SLIDE_H - size + 1, size)
+                for x in range(0, SLIDE_W - size + 1, size)
+            ]
             tiles = []
-            for i in range(n_tiles):
-                slide = slides[i % len(slides)]
-                size = round(settings.tiling.tile_size * settings.tiling.mpp / slide.mpp)
-                x = rng.randrange(0, slide.width - size)
-                y = rng.randrange(0, slide.height - size)
+            for slide, x, y in grid[:n_tiles]:
                 tiles.append(
                     Tile(
                         slide_id=slide.id,
@@ -282,7 +307,7 @@ async def _measure(
     db_url: str, provider: str, n_tiles: int, demo: Path, work: Path, server: Any
 ) -> dict[str, Any]:
     base_url = server.base_url
-    settings = load_settings(_config(demo, work, db_url, provider, base_url))
+    settings = load_settings(_config(demo, work, db_url, provider, base_url, n_tiles))
     entries = read_manifest(settings.run.manifest)
     await _prepare(settings, entries, n_tiles)
     caption = await _timed(settings, entries, server, db_url, stages=CAPTION)
@@ -336,4 +361,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_until_signalled(lambda _stop: main())  # the event loop `pathgen run` uses

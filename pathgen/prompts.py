@@ -34,6 +34,7 @@ from pathgen.errors import ConfigError
 TEMPLATE_SUFFIX = ".jinja2"
 
 
+@lru_cache(maxsize=1)
 def default_prompts_dir() -> Path:
     """The prompt files shipped with pathgen (the repository's ``prompts/`` folder)."""
     return prompts_dir()
@@ -77,9 +78,21 @@ def load_template(name: str, prompts_dir: Path | str | None = None) -> Template:
     """Read the template ``name``: a shipped one (e.g. ``"describe_v1"``, from
     ``prompts_dir``) or, when ``name`` is a path (``my/describe_v2.jinja2``), that file.
 
-    A file read before is not read again while its size and modification time stay the
-    same. Raises :class:`ConfigError` naming the missing file.
+    A shipped template is read once per process; a file of your own is read again when
+    its size or modification time changed. Raises :class:`ConfigError` naming the
+    missing file.
     """
+    if prompts_dir is None and "/" not in name and "\\" not in name:
+        return _shipped_template(name)
+    return _load_template(name, prompts_dir)
+
+
+@lru_cache(maxsize=64)
+def _shipped_template(name: str) -> Template:
+    return _load_template(name, None)
+
+
+def _load_template(name: str, prompts_dir: Path | str | None) -> Template:
     if "/" in name or "\\" in name:
         path = Path(name).expanduser()
         short = _normalise_name(path.name)

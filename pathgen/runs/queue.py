@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from pathgen.store.engine import read_scope, session_scope
 from pathgen.store.models import WorkItem, utcnow
 from pathgen.store.outage import rides_out_outages
-from pathgen.store.revisions import NewRevision, insert_revisions
+from pathgen.store.revisions import NewRevision, add_revisions
 
 Persist = Callable[[AsyncSession], Awaitable[None]]
 
@@ -285,7 +285,7 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
                 await c.persist(session)
             revisions += c.revisions
             follow.setdefault((c.item.run_id, c.new_output), []).extend(c.follow_up)
-        await insert_revisions(session, revisions)
+        await add_revisions(session, revisions)
         for (run_id, new_output), work in follow.items():
             await enqueue(
                 session,
