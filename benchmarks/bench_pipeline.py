@@ -22,7 +22,10 @@ Printed per case (database × provider):
   ``text_cpu_ms_per_call`` the same for the text-only phase;
 * ``rss_growth``: RSS at the end of the caption phase ÷ RSS after 2,000 calls − 1;
   ``peak_rss_mb``;
-* ``exactly_once``: every call made one revision and every item is done (counted).
+* ``exactly_once``: every call made one revision and every item is done (counted);
+* ``status_in_flight_ratio``, ``status_rate_ratio``: what the progress table and
+  ``pathgen status`` show for the LLM stages (leased items; items done per second over
+  5 s) ÷ what the server counts (requests in flight; requests per second over 5 s).
 
 The last line is one JSON object with every case's figures and the goals.
 
@@ -55,6 +58,7 @@ from pathgen.runs import queue, registry  # noqa: E402
 from pathgen.runs.demo import prepare_demo  # noqa: E402
 from pathgen.runs.manifest import read_manifest  # noqa: E402
 from pathgen.runs.pipeline import open_store, run_pipeline  # noqa: E402
+from pathgen.runs.progress import snapshot  # noqa: E402
 from pathgen.runs.queue import NewWork  # noqa: E402
 from pathgen.settings import load_settings  # noqa: E402
 from pathgen.store.engine import make_engine, session_scope  # noqa: E402
@@ -64,6 +68,8 @@ from pathgen.workers.signals import run_until_signalled  # noqa: E402
 from tests.dbutil import postgres_database  # noqa: E402
 
 LIMIT = 256
+#: The rate window of the figures `pathgen status` shows, compared with the server's.
+STATUS_WINDOW_S = 5.0
 LATENCY = 1.0
 RUN = "bench"
 LLM_STAGES = ("describe", "revise", "summarize")
@@ -201,7 +207,17 @@ class _Sampler:
                 for st, by in counts.items()
                 if st in self.limits
             }
-            row = {**stats, "cpu": _cpu_s(), "rss": _rss_mb(), "limit": sum(waiting.values())}
+            # What the progress table and `pathgen status` show, beside the server's figures.
+            shown = await snapshot(self.engine, RUN, window_s=STATUS_WINDOW_S)
+            llm = [st for st in shown.stages if st.stage in self.limits]
+            row = {
+                **stats,
+                "cpu": _cpu_s(),
+                "rss": _rss_mb(),
+                "limit": sum(waiting.values()),
+                "shown_in_flight": sum(st.in_flight for st in llm),
+                "shown_rate": sum(st.rate_per_s or 0.0 for st in llm),
+            }
             self.rows.append(row)
             if self.rss_at_2000 is None and stats["count"] >= 2000:
                 self.rss_at_2000 = row["rss"]
@@ -226,6 +242,7 @@ async def _timed(settings: Any, entries: Any, server: Any, db_url: str, **kw: An
     first = active[0] if active else end
     calls = end["count"] - first["count"]
     busy = [r for r in active if r["limit"] > 0]
+    shown = _status_ratios(active)
     return {
         "exit": int(summary.outcome.code),
         "wall_s": round(wall, 1),
@@ -239,11 +256,30 @@ async def _timed(settings: Any, entries: Any, server: Any, db_url: str, **kw: An
             sum(r["in_flight"] / r["limit"] for r in busy) / max(1, len(busy)), 3
         ),
         "cpu_ms_per_call": round(1000 * (end["cpu"] - first["cpu"]) / max(1, calls), 2),
+        **shown,
         "rss_2000_mb": round(sampler.rss_at_2000 or 0.0, 1),
         "rss_end_mb": round(end["rss"], 1),
         "rss_growth": round(end["rss"] / sampler.rss_at_2000 - 1, 3)
         if sampler.rss_at_2000
         else None,
+    }
+
+
+def _status_ratios(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Mean of (shown ÷ server) for in-flight and rate, over samples a full rate window
+    into the phase while the server had calls in flight."""
+    in_flight, rate = [], []
+    for i, row in enumerate(rows):
+        back = next((r for r in rows[:i] if row["t"] - r["t"] <= STATUS_WINDOW_S), None)
+        if back is None or row["t"] - rows[0]["t"] < STATUS_WINDOW_S or not row["in_flight"]:
+            continue
+        server_rate = (row["count"] - back["count"]) / (row["t"] - back["t"])
+        in_flight.append(row["shown_in_flight"] / row["in_flight"])
+        if server_rate:
+            rate.append(row["shown_rate"] / server_rate)
+    return {
+        "status_in_flight_ratio": round(sum(in_flight) / len(in_flight), 3) if in_flight else None,
+        "status_rate_ratio": round(sum(rate) / len(rate), 3) if rate else None,
     }
 
 
@@ -349,7 +385,8 @@ async def main() -> None:
             f"{fig['calls_per_s']:.0f} calls/s, in flight {fig['mean_in_flight']:.0f} "
             f"(ratio {fig['inflight_ratio']:.3f}), {fig['cpu_ms_per_call']:.2f} ms CPU/call "
             f"(text-only {fig['text_cpu_ms_per_call']:.2f}), RSS {fig['rss_2000_mb']:.0f} -> "
-            f"{fig['rss_end_mb']:.0f} MB (peak {fig['peak_rss_mb']:.0f}), "
+            f"{fig['rss_end_mb']:.0f} MB (peak {fig['peak_rss_mb']:.0f}), status/server "
+            f"in flight {fig['status_in_flight_ratio']}, rate {fig['status_rate_ratio']}, "
             f"exactly once: {fig['exactly_once']}",
             flush=True,
         )

@@ -107,9 +107,13 @@ async def enqueue(
     if not rows:
         return 0
     insert = _insert_for(session)
-    stmt = insert(WorkItem).on_conflict_do_nothing(index_elements=["run_id", "stage", "key"])
-    await session.execute(stmt, rows)
-    if requeue_finished:
+    stmt = (
+        insert(WorkItem)
+        .on_conflict_do_nothing(index_elements=["run_id", "stage", "key"])
+        .returning(WorkItem.id)
+    )
+    inserted = len((await session.execute(stmt, rows)).all())
+    if requeue_finished and inserted != len(rows):  # some existed: queue finished ones again
         by_stage: dict[str, list[str]] = {}
         for w in work:
             by_stage.setdefault(w.stage, []).append(w.key)
@@ -215,7 +219,7 @@ async def claim(
             )
         )
         rows = (await session.execute(stmt)).all()
-        if len(rows) < limit:  # the queue is draining: park items whose last lease ran out
+        if not rows:  # nothing claimable: park items whose last lease ran out
             await _park_exhausted(session, run_id, now)
     return sorted(
         (
@@ -240,39 +244,42 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
     if not completions:
         return []
     now = utcnow()
+    values = {
+        "status": "done",
+        "done_at": now,
+        "updated_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": None,
+    }
     async with session_scope(engine) as session:
         won: set[tuple[int, str]] = set()
-        by_owner: dict[str, list[Completion]] = {}
-        for c in completions:
-            by_owner.setdefault(c.item.owner, []).append(c)
-        for owner, group in by_owner.items():
-            plain = [c.item.id for c in group if c.result is None]
-            with_result = [c for c in group if c.result is not None]
-            held = and_(WorkItem.status == "leased", WorkItem.lease_owner == owner)
-            values = {
-                "status": "done",
-                "done_at": now,
-                "updated_at": now,
-                "lease_owner": None,
-                "lease_expires_at": None,
-                "last_error": None,
-            }
-            if plain:
-                res = await session.execute(
-                    update(WorkItem)
-                    .where(WorkItem.id.in_(plain), held)
-                    .values(**values)
-                    .returning(WorkItem.id)
+        plain = [c for c in completions if c.result is None]
+        ids = [c.item.id for c in plain]
+        if plain and len(set(ids)) == len(ids):  # one statement for the batch
+            res = await session.execute(
+                update(WorkItem)
+                .where(
+                    tuple_(WorkItem.id, WorkItem.lease_owner).in_(
+                        [(c.item.id, c.item.owner) for c in plain]
+                    ),
+                    WorkItem.status == "leased",
                 )
-                won.update((item_id, owner) for item_id in res.scalars())
-            for c in with_result:
-                res = await session.execute(
-                    update(WorkItem)
-                    .where(WorkItem.id == c.item.id, held)
-                    .values(**values, result=c.result)
-                    .returning(WorkItem.id)
-                )
-                won.update((item_id, owner) for item_id in res.scalars())
+                .values(**values)
+                .returning(WorkItem.id)
+            )
+            done = set(res.scalars())
+            won.update((c.item.id, c.item.owner) for c in plain if c.item.id in done)
+            plain = []
+        for c in [*plain, *(c for c in completions if c.result is not None)]:
+            extra = {"result": c.result} if c.result is not None else {}
+            res = await session.execute(
+                update(WorkItem)
+                .where(_held(c.item))
+                .values(**values, **extra)
+                .returning(WorkItem.id)
+            )
+            won.update((item_id, c.item.owner) for item_id in res.scalars())
         follow: dict[tuple[str, bool], list[NewWork]] = {}
         persisted: set[tuple[int, str]] = set()
         revisions: list[NewRevision] = []
@@ -452,6 +459,17 @@ async def status_counts(
         bucket = out.setdefault(run_id, {}).setdefault(stage, {})
         bucket[key] = bucket.get(key, 0) + n
     return out
+
+
+async def recent_done(session: AsyncSession, run_id: str, window_s: float) -> dict[str, int]:
+    """``{stage: items}`` of ``run_id`` finished in the last ``window_s`` seconds."""
+    since = utcnow() - timedelta(seconds=window_s)
+    rows = await session.execute(
+        select(WorkItem.stage, func.count())
+        .where(WorkItem.run_id == run_id, WorkItem.status == "done", WorkItem.done_at >= since)
+        .group_by(WorkItem.stage)
+    )
+    return {stage: n for stage, n in rows}
 
 
 async def requeue_done(
