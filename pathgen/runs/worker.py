@@ -39,7 +39,8 @@ class PermanentError(PathgenError):
 class StageFailed(PathgenError):
     """A stage call failed; ``persist`` (or ``revisions``, the failed outputs) records the
     failure when the item is parked. ``pause`` is the error that stops the whole stage
-    for the run (e.g. HTTP 404 for the configured model): the item waits, unspent."""
+    for the run (e.g. HTTP 404 for the configured model): the item waits, unspent.
+    ``retry_after_s`` is the least delay before the next attempt (a 429's Retry-After)."""
 
     def __init__(
         self,
@@ -49,9 +50,12 @@ class StageFailed(PathgenError):
         persist: Persist | None = None,
         pause: LLMError | None = None,
         revisions: Sequence[NewRevision] = (),
+        retry_after_s: float = 0.0,
     ) -> None:
         self.retryable = retryable
         self.pause = pause
+        #: The item is not tried again sooner (a provider's Retry-After).
+        self.retry_after_s = retry_after_s
         if persist is None and revisions:
             persist = _inserter(list(revisions))
         self.persist = persist
@@ -364,6 +368,7 @@ class Worker:
             item,
             message,
             retry=_retryable(exc),
+            delay_s=max(queue.backoff_s(item.attempts), getattr(exc, "retry_after_s", 0.0)),
             persist_if_parked=getattr(exc, "persist", None),
         )
         if status == "failed":

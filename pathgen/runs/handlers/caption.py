@@ -102,6 +102,7 @@ def _failure(item: Claimed, revs: Sequence[NewRevision], outs: Sequence[Any]) ->
         retryable=any(e.transient for e in errors),
         pause=next((e for e in errors if e.pauses_stage), None),
         revisions=list(revs),
+        retry_after_s=max((getattr(e, "retry_after", None) or 0.0 for e in errors), default=0.0),
     )
 
 
