@@ -27,8 +27,9 @@ class Resources:
     _text_cache: dict[str, Any] = field(default_factory=dict)
     _few_shot: Any = None
     _images: Any = None
-    #: Clients by stage name (the hot path: no settings dump per call).
-    _stage_clients: dict[str, Any] = field(default_factory=dict)
+    #: Clients by stage name or by the id of a stage settings object of ``settings`` (the
+    #: hot path: no settings dump per call).
+    _stage_clients: dict[str | int, Any] = field(default_factory=dict)
 
     @property
     def few_shot(self) -> Any:
@@ -86,8 +87,9 @@ class Resources:
 
     async def client(self, stage: str | StageSettings) -> Any:
         """One LLM client per stage configuration (shared by all items of the stage)."""
-        if isinstance(stage, str) and stage in self._stage_clients:
-            return self._stage_clients[stage]
+        fast = stage if isinstance(stage, str) else id(stage)
+        if fast in self._stage_clients:
+            return self._stage_clients[fast]
         cfg: StageSettings = (
             getattr(self.settings.captioning, stage) if isinstance(stage, str) else stage
         )
@@ -103,8 +105,8 @@ class Resources:
                     from pathgen.llm.factory import make_client
 
                     self._clients[key] = make_client(cfg)
-            if isinstance(stage, str):
-                self._stage_clients[stage] = self._clients[key]
+            if isinstance(stage, str) or _owned(self.settings, stage):
+                self._stage_clients[fast] = self._clients[key]
             return self._clients[key]
 
     async def aclose(self) -> None:
@@ -116,6 +118,16 @@ class Resources:
             self._images.close()
         if self._slides is not None:
             self._slides.clear()
+
+
+def _owned(settings: Settings, cfg: StageSettings) -> bool:
+    """``cfg`` is one of the caption stage settings objects ``settings`` holds (so its id
+    stays its own for as long as ``settings`` lives)."""
+    captioning = settings.captioning
+    return any(cfg is c for c in captioning.describers) or any(
+        cfg is getattr(captioning, name, None)
+        for name in ("describe", "fuse", "degrade", "revise", "summarize")
+    )
 
 
 class RunResources:

@@ -1,9 +1,12 @@
 """The async worker: claims items of its stages, runs their handlers, completes them.
 
 Concurrency is bounded per stage (an item whose results are being committed no longer
-counts, so the next one starts meanwhile); completions are batched into few transactions;
-leases are kept alive by a heartbeat; a stop request (SIGINT/SIGTERM) stops claiming,
-lets in-flight items finish for ``grace_s`` seconds, then releases what is left.
+counts, so the next one starts meanwhile); a stage refills in claims of 1/16 of its limit
+as items return, and a claimed batch's inputs can be read in one go (``prepare``);
+completions are batched into few transactions; a stage-pausing error (e.g. HTTP 404 for
+the configured model) pauses the stage for its run; leases are kept alive by a heartbeat;
+a stop request (SIGINT/SIGTERM) stops claiming, lets in-flight items finish for
+``grace_s`` seconds, then releases what is left.
 
 Example::
 
