@@ -114,13 +114,17 @@ class _CompletionBuffer:
     calls :meth:`kick` (nothing else can join the batch).
     """
 
-    def __init__(self, engine: AsyncEngine, batch: int = 32, interval: float = 0.05) -> None:
+    def __init__(
+        self, engine: AsyncEngine, batch: int = 128, interval: float = 0.05, parallel: int = 2
+    ) -> None:
         self._engine = engine
         self._batch = batch
         self._interval = interval
         self._pending: list[tuple[Completion, asyncio.Future[bool]]] = []
         self._kick = asyncio.Event()
-        self._lock = asyncio.Lock()
+        #: Batches committed at the same time (a database round trip waits for the event
+        #: loop: a second transaction in flight keeps commits from queueing behind it).
+        self._slots = asyncio.Semaphore(parallel)
 
     async def add(self, completion: Completion) -> bool:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -139,29 +143,41 @@ class _CompletionBuffer:
         self._kick.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not (stop.is_set() and not self._pending):
+        commits: set[asyncio.Task[None]] = set()
+        while True:
+            if stop.is_set() and not self._pending:
+                if not commits:
+                    return
+                await asyncio.gather(*commits)  # a failed batch may put items back
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self._interval)
             self._kick.clear()
-            await self.flush()
-
-    async def flush(self) -> None:
-        async with self._lock:
             while self._pending:
+                await self._slots.acquire()
                 batch, self._pending = self._pending[: self._batch], self._pending[self._batch :]
-                try:
-                    won = await queue.complete(self._engine, [c for c, _ in batch])
-                except Exception as exc:  # noqa: BLE001 - hand the error to every waiter
-                    if len(batch) > 1:  # isolate the item whose results cannot be written
-                        self._pending[:0] = [(c, f) for c, f in batch[1:]]
-                        batch = batch[:1]
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                for (_, fut), ok in zip(batch, won, strict=True):
+                task = asyncio.create_task(self._commit(batch), name="commit")
+                commits.add(task)
+                task.add_done_callback(commits.discard)
+
+    async def _commit(self, batch: list[tuple[Completion, asyncio.Future[bool]]]) -> None:
+        try:
+            try:
+                won = await queue.complete(self._engine, [c for c, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - hand the error to every waiter
+                if len(batch) > 1:  # isolate the item whose results cannot be written
+                    self._pending[:0] = [(c, f) for c, f in batch[1:]]
+                    batch = batch[:1]
+                    self._kick.set()
+                for _, fut in batch:
                     if not fut.done():
-                        fut.set_result(ok)
+                        fut.set_exception(exc)
+                return
+            for (_, fut), ok in zip(batch, won, strict=True):
+                if not fut.done():
+                    fut.set_result(ok)
+        finally:
+            self._slots.release()
 
 
 class Worker:
