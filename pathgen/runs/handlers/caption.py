@@ -92,7 +92,7 @@ def _revision(
     )
 
 
-def _failure(item: Claimed, revs: Sequence[NewRevision], outs: Sequence[Any]) -> StageFailed:
+def _failure(revs: Sequence[NewRevision], outs: Sequence[Any]) -> StageFailed:
     """The failure of a call, classed by the error it carries (never by its text)."""
     errors: list[LLMError] = [o.failure for o in outs if o.failure is not None]
     calls = sum(o.attempts for o in outs)
@@ -110,7 +110,7 @@ def _finish(item: Claimed, rev: NewRevision, out: Any, follow_up: list[NewWork])
     """A successful output completes the item; a failed one is retried, parked or pauses."""
     if rev.status == "ok":
         return Completion(item, revisions=[rev], follow_up=follow_up)
-    raise _failure(item, [rev], [out])
+    raise _failure([rev], [out])
 
 
 def _same_config(existing: Any, cfg: Any, default_template: str | None) -> bool:
@@ -199,7 +199,7 @@ async def handle_describe(item: Claimed, res: Resources, inputs: TileInputs | No
     ]
     if any(r.status == "ok" for r in revs):
         return Completion(item, revisions=revs, follow_up=follow)
-    raise _failure(item, revs, outs)
+    raise _failure(revs, outs)
 
 
 async def handle_fuse(item: Claimed, res: Resources, inputs: TileInputs | None) -> Completion:
