@@ -10,10 +10,11 @@ carries the data needed to say what went wrong and what to do about it::
     ├── SlideError            a slide cannot be opened, has no µm/px, no tissue, ...
     │   └── ReaderRefused     one slide reader cannot read a file (the next one is tried)
     ├── ModelLoadError        a CLIP checkpoint or config cannot be loaded
-    ├── LLMError              a provider call failed
-    │   ├── RateLimited       429 / quota, with an optional retry delay
-    │   ├── ProviderError     5xx, timeout, connection error, bad request
-    │   └── BadOutput         the model answered, but not with usable text
+    ├── LLMError              a provider call failed; ``transient``: another attempt may work
+    │   ├── RateLimited       429 / quota, with an optional retry delay (transient)
+    │   ├── ProviderError     5xx, timeout, connection error (transient unless said)
+    │   │   └── ProviderRejected  400/401/403/404/422: permanent; 401/403/404 pause the stage
+    │   └── BadOutput         the model answered, but not with usable text (permanent)
     ├── StoreError            database problems
     │   └── ImmutableRevisionError   an attempt to change or delete a stored revision
     ├── ExportError           an export cannot be written
@@ -99,11 +100,23 @@ class ModelLoadError(PathgenError):
 
 
 class LLMError(PathgenError):
-    """A call to an LLM or VLM provider failed."""
+    """A call to an LLM or VLM provider failed.
+
+    The class says what to do, from where the error is raised: ``transient`` errors may
+    succeed on another attempt, the others never will; ``pauses_stage`` errors (bad key,
+    unknown model or URL) fail every call of the stage until the configuration is fixed.
+    ``attempts`` is the number of requests the failed call made.
+    """
+
+    transient: bool = False
+    pauses_stage: bool = False
+    attempts: int = 1
 
 
 class RateLimited(LLMError):
     """The provider throttled the call; ``retry_after`` is seconds, if it said."""
+
+    transient = True
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
@@ -111,15 +124,53 @@ class RateLimited(LLMError):
 
 
 class ProviderError(LLMError):
-    """Server error, timeout, connection error or rejected request."""
+    """Server error, timeout or connection error (``retryable``), or a rejected request."""
 
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         self.retryable = retryable
         super().__init__(message)
 
+    @property  # type: ignore[override]
+    def transient(self) -> bool:
+        return self.retryable
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused the request with a 4xx status: no retry will help.
+
+    401/403/404 (bad key, no access, unknown model or URL) fail every call alike, so they
+    pause the stage; 400/422 concern one request. Carries ``status``, ``provider``,
+    ``base_url``, ``model`` and the server's ``detail``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        provider: str,
+        base_url: str | None = None,
+        model: str | None = None,
+        detail: str = "",
+    ) -> None:
+        self.status = status
+        self.provider = provider
+        self.base_url = base_url
+        self.model = model
+        self.detail = detail
+        super().__init__(message, retryable=False)
+
+    @property  # type: ignore[override]
+    def pauses_stage(self) -> bool:
+        return self.status in (401, 403, 404)
+
 
 class BadOutput(LLMError):
-    """The provider answered but the output is unusable (empty, refusal, unparsable)."""
+    """The provider answered but the output is unusable (empty, refusal, unparsable).
+
+    Permanent: a retry for empty output happens inside the call (see
+    :mod:`pathgen.llm.resilient`); once raised here, the item does not try again.
+    """
 
     def __init__(self, message: str, raw: str | None = None) -> None:
         self.raw = raw

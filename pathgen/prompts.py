@@ -34,6 +34,7 @@ from pathgen.errors import ConfigError
 TEMPLATE_SUFFIX = ".jinja2"
 
 
+@lru_cache(maxsize=1)
 def default_prompts_dir() -> Path:
     """The prompt files shipped with pathgen (the repository's ``prompts/`` folder)."""
     return prompts_dir()
@@ -77,8 +78,21 @@ def load_template(name: str, prompts_dir: Path | str | None = None) -> Template:
     """Read the template ``name``: a shipped one (e.g. ``"describe_v1"``, from
     ``prompts_dir``) or, when ``name`` is a path (``my/describe_v2.jinja2``), that file.
 
-    Raises :class:`ConfigError` naming the missing file.
+    A shipped template is read once per process; a file of your own is read again when
+    its size or modification time changed. Raises :class:`ConfigError` naming the
+    missing file.
     """
+    if prompts_dir is None and "/" not in name and "\\" not in name:
+        return _shipped_template(name)
+    return _load_template(name, prompts_dir)
+
+
+@lru_cache(maxsize=64)
+def _shipped_template(name: str) -> Template:
+    return _load_template(name, None)
+
+
+def _load_template(name: str, prompts_dir: Path | str | None) -> Template:
     if "/" in name or "\\" in name:
         path = Path(name).expanduser()
         short = _normalise_name(path.name)
@@ -86,26 +100,40 @@ def load_template(name: str, prompts_dir: Path | str | None = None) -> Template:
         root = Path(prompts_dir) if prompts_dir is not None else default_prompts_dir()
         short = _normalise_name(name)
         path = root / f"{short}{TEMPLATE_SUFFIX}"
-    if not path.is_file():
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    if stat is None or not path.is_file():
         raise ConfigError(
             f"prompt template {short!r} not found at {path}: fix the stage's 'template' "
             "setting (a shipped template's name, or the path of your own .jinja2 file)",
             path=str(path),
         )
+    return _read_template(short, path, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _read_template(name: str, path: Path, _size: int, _mtime_ns: int) -> Template:
     source = path.read_text(encoding="utf-8")
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
-    return Template(name=short, source=source, sha256=digest, path=path)
+    return Template(name=name, source=source, sha256=digest, path=path)
 
 
 def _compile(template: Template) -> jinja2.Template:
-    env = _environment(template.path.parent.resolve())
+    """The compiled template, kept by path and source hash (compiling is costly)."""
+    return _compiled(template.name, template.path, template.sha256, template.source)
+
+
+@lru_cache(maxsize=64)
+def _compiled(name: str, path: Path, _sha256: str, source: str) -> jinja2.Template:
+    env = _environment(path.parent.resolve())
     try:
-        return env.from_string(template.source)
+        return env.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(
-            f"prompt template {template.name!r} has a syntax error at line {exc.lineno}: "
-            f"{exc.message}",
-            path=str(template.path),
+            f"prompt template {name!r} has a syntax error at line {exc.lineno}: {exc.message}",
+            path=str(path),
         ) from None
 
 

@@ -174,7 +174,7 @@ async def test_an_item_interrupted_by_a_database_outage_keeps_its_attempt(tmp_pa
         await queue.enqueue(s, "r", [NewWork("describe", "k")], max_attempts=1)
     calls = []
 
-    async def handle(item: queue.Claimed) -> Completion:
+    async def handle(item: queue.Claimed, _inputs: object) -> Completion:
         calls.append(item.attempts)
         if len(calls) == 1:
             raise _wrapped(ConnectionResetError("server closed the connection"))

@@ -1,7 +1,7 @@
 """Cost control: cached input tokens per revision, the run's stored estimate.
 
-Revision ID: 0008
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 
 ``caption_revisions.cached_input_tokens``: the part of ``input_tokens`` the provider
 served from its prompt cache (priced at ``price_cached_input_per_1k``).
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

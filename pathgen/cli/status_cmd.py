@@ -70,7 +70,7 @@ def retry(
     run_id: str = typer.Argument(..., help="Run id."),
     stage: str | None = typer.Option(None, help="Only this stage (default: every stage)."),
 ) -> None:
-    """Requeue a run's parked (failed) items with fresh attempts."""
+    """Requeue a run's parked (failed) items and paused stages with fresh attempts."""
     from pathgen.runs.graph import parse_stages
 
     if stage is not None:

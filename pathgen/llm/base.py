@@ -7,7 +7,9 @@ LLM errors.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -16,6 +18,11 @@ class ImagePart:
     """An image sent to a VLM, as JPEG bytes (already resized by the caller or adapter)."""
 
     jpeg: bytes
+
+    @cached_property
+    def data_url(self) -> str:
+        """``data:image/jpeg;base64,...``, encoded once for all the calls that send it."""
+        return "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")
 
 
 @dataclass(frozen=True)

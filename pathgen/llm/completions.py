@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pathgen.errors import BadOutput, LLMError, ProviderError, RateLimited
+from pathgen.errors import BadOutput, LLMError, ProviderError, ProviderRejected, RateLimited
 from pathgen.llm.base import ChatRequest, ChatResult
 from pathgen.llm.images import data_url
 
@@ -70,6 +70,27 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - current)
 
 
+def retry_after_s(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The delay a 429 asks for: ``retry-after-ms`` (OpenAI-compatible servers) or
+    ``Retry-After`` (seconds or an HTTP date); None when neither is usable."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    return parse_retry_after(headers.get("retry-after"), now)
+
+
+_REJECTED = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    422: "unprocessable request",
+}
+
+
 def error_for_status(
     status: int,
     headers: Mapping[str, str],
@@ -77,33 +98,29 @@ def error_for_status(
     *,
     provider: str,
     api_key_env: str | None,
+    base_url: str | None = None,
+    model: str | None = None,
 ) -> LLMError:
-    """Map an HTTP error status to the error the retry policy understands."""
+    """Map an HTTP error status to a transient or permanent :class:`LLMError`."""
     detail = body.strip().replace("\n", " ")[:300]
     if status == 429:
-        retry_after = parse_retry_after(headers.get("retry-after"))
-        return RateLimited(f"{provider}: rate limited (HTTP 429): {detail}", retry_after)
-    if status == 401:
-        where = f"${api_key_env}" if api_key_env else "the api_key_env variable"
-        return ProviderError(
-            f"{provider}: unauthorized (HTTP 401): check the API key in {where}",
-            retryable=False,
-        )
-    if status == 403:
-        return ProviderError(
-            f"{provider}: forbidden (HTTP 403): the key lacks access to this model: {detail}",
-            retryable=False,
-        )
-    if status == 404:
-        return ProviderError(
-            f"{provider}: not found (HTTP 404): check base_url and model: {detail}",
-            retryable=False,
-        )
+        return RateLimited(f"{provider}: rate limited (HTTP 429): {detail}", retry_after_s(headers))
     if status in (408, 409) or status >= 500:
         return ProviderError(f"{provider}: server error (HTTP {status}): {detail}")
-    return ProviderError(
-        f"{provider}: request rejected (HTTP {status}): {detail}",
-        retryable=False,
+    where = f"{provider} at {base_url or 'its default endpoint'}, model {model!r}"
+    hint = {
+        401: f": check the API key in ${api_key_env or 'the api_key_env variable'}",
+        403: ": the key lacks access to this model",
+        404: ": check base_url and model",
+    }.get(status, "")
+    what = _REJECTED.get(status, "request rejected")
+    return ProviderRejected(
+        f"{where}: {what} (HTTP {status}){hint}: {detail}",
+        status=status,
+        provider=provider,
+        base_url=base_url,
+        model=model,
+        detail=detail,
     )
 
 

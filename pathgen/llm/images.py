@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 from typing import TYPE_CHECKING
 
@@ -52,4 +51,4 @@ def encode_image(
 
 def data_url(part: ImagePart) -> str:
     """The ``data:image/jpeg;base64,...`` URL both OpenAI and Mistral accept."""
-    return "data:image/jpeg;base64," + base64.b64encode(part.jpeg).decode("ascii")
+    return part.data_url

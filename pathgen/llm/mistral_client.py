@@ -119,6 +119,8 @@ class MistralClient:
                 exc.body,
                 provider=self.provider,
                 api_key_env=self.api_key_env,
+                base_url=self.base_url,
+                model=model,
             ) from None
         except (httpx2.TransportError, errors.NoResponseError) as exc:  # incl. timeouts
             raise transport_error(self.provider, exc, self.base_url) from None

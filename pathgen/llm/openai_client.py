@@ -87,6 +87,8 @@ class OpenAIClient:
                 exc.response.text,
                 provider=self.provider,
                 api_key_env=self.api_key_env,
+                base_url=self.base_url,
+                model=body["model"],
             ) from None
         except openai.APIConnectionError as exc:  # includes APITimeoutError
             raise transport_error(self.provider, exc, self.base_url) from None

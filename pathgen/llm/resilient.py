@@ -1,10 +1,15 @@
 """Retries, per-call timeouts, rate limits and a concurrency bound around any client.
 
 Retried (exponential backoff with full jitter, and never sooner than a 429's
-``Retry-After``): :class:`RateLimited`, retryable :class:`ProviderError` (5xx,
+``retry-after-ms``/``Retry-After``): transient errors (:class:`RateLimited`, 5xx,
 timeout, connection, malformed body) and, if ``retry_empty``, empty output. Never
-retried: refusals (:class:`Refused`) and rejected requests (400/401/403/404). After
-the last attempt the last error is raised, with ``err.attempts`` set.
+retried: refusals (:class:`Refused`) and rejected requests (400/401/403/404/422). After
+the last attempt the last error is raised, with ``err.attempts`` the requests made.
+
+The endpoint is proven before calls fan out: until one call has succeeded, calls go one
+at a time. When that first answer is a stage-pausing rejection (401/403/404: bad key,
+unknown model or URL), every later call fails at once with the same error and
+``attempts == 0``, so a misconfigured stage costs one request, not one per item.
 
 Example::
 
@@ -22,7 +27,7 @@ from collections.abc import Awaitable, Callable
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from pathgen.errors import BadOutput, LLMError, ProviderError, RateLimited
+from pathgen.errors import BadOutput, LLMError, ProviderError, ProviderRejected, RateLimited
 from pathgen.llm.base import ChatRequest, ChatResult, LLMClient
 from pathgen.llm.completions import Refused
 from pathgen.llm.ratelimit import RateLimiter, estimate_tokens
@@ -31,16 +36,10 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 def is_retryable(err: BaseException, *, retry_empty: bool = True) -> bool:
-    """Whether another attempt could succeed."""
-    if isinstance(err, RateLimited):
-        return True
-    if isinstance(err, ProviderError):
-        return err.retryable
-    if isinstance(err, Refused):
-        return False
-    if isinstance(err, BadOutput):
+    """Whether another attempt within the call could succeed."""
+    if isinstance(err, BadOutput) and not isinstance(err, Refused):
         return retry_empty
-    return False
+    return isinstance(err, LLMError) and err.transient
 
 
 class BackoffWait:
@@ -95,6 +94,11 @@ class ResilientClient:
         self._semaphore = asyncio.BoundedSemaphore(max_concurrency)
         self._backoff = backoff or BackoffWait()
         self._sleep = sleep
+        #: One call has succeeded: calls may fan out.
+        self._proven = False
+        self._probe = asyncio.Lock()
+        #: The stage-pausing rejection every call now fails with.
+        self._blocked: ProviderRejected | None = None
 
     def _retryable(self, err: BaseException) -> bool:
         return is_retryable(err, retry_empty=self.retry_empty)
@@ -115,7 +119,41 @@ class ResilientClient:
             reservation.settle(result.input_tokens + result.output_tokens)
         return result
 
+    def _raise_if_blocked(self) -> None:
+        err = self._blocked
+        if err is not None:
+            again = ProviderRejected(
+                str(err),
+                status=err.status,
+                provider=err.provider,
+                base_url=err.base_url,
+                model=err.model,
+                detail=err.detail,
+            )
+            again.attempts = 0  # no request sent
+            raise again
+
     async def complete(self, request: ChatRequest) -> ChatResult:
+        """Run ``request`` with retries; raise the last :class:`LLMError` if all fail."""
+        if not self._proven:
+            async with self._probe:  # one call at a time until the endpoint answers
+                self._raise_if_blocked()
+                if not self._proven:
+                    try:
+                        result = await self._complete(request)
+                    except ProviderRejected as err:
+                        if err.pauses_stage:
+                            self._blocked = err
+                        raise
+                    except BadOutput:
+                        self._proven = True  # it answered: the endpoint works
+                        raise
+                    self._proven = True
+                    return result
+        self._raise_if_blocked()
+        return await self._complete(request)
+
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         """Run ``request`` with retries; raise the last :class:`LLMError` if all fail.
 
         The first attempt runs outside tenacity (it costs ~0.3 ms CPU per call to set
@@ -127,7 +165,7 @@ class ResilientClient:
                 return await self._attempt(request, estimate)
             except LLMError as err:
                 if self.max_attempts == 1 or not self._retryable(err):
-                    err.attempts = 1  # type: ignore[attr-defined]
+                    err.attempts = 1
                     raise
                 first_error = err
             attempts = 1
@@ -145,7 +183,7 @@ class ResilientClient:
                         attempts += 1
                         result = await self._attempt(request, estimate)
             except LLMError as err:
-                err.attempts = attempts  # type: ignore[attr-defined]
+                err.attempts = attempts
                 raise
         return dataclasses.replace(result, attempts=attempts)
 

@@ -29,6 +29,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,9 +134,14 @@ class ExportReport:
 
 
 def _handler(stage: str) -> Any:
-    from pathgen.runs.pipeline import HANDLERS  # the stage graph: imported when used
+    """The caption stage's handler, reading its own inputs (no batch read was prepared)."""
+    from pathgen.runs.pipeline import CAPTION_HANDLERS  # the stage graph: imported when used
 
-    return HANDLERS[stage]
+    return partial(_call_without_inputs, CAPTION_HANDLERS[stage])
+
+
+async def _call_without_inputs(handler: Any, item: Claimed, res: Resources) -> Completion:
+    return await handler(item, res, None)
 
 
 async def export_stage(

@@ -5,8 +5,8 @@ true whoever processed them (this process, other workers, an earlier start):
 
 * every item done → :attr:`ExitCode.OK`;
 * nothing left to do but some items parked as failed → :attr:`ExitCode.PARKED`;
-* items still queued or leased that no worker took → :attr:`ExitCode.STALLED`
-  (e.g. a stage paused after a permanent provider error);
+* items still queued or leased that no worker took, or a stage paused after a
+  provider error no retry fixes (bad key, unknown model or URL) → :attr:`ExitCode.STALLED`;
 * items left queued because the spending limit was reached → :attr:`ExitCode.BUDGET`
   (see :mod:`pathgen.runs.budget`);
 * stopped by a signal with work left → :attr:`ExitCode.INTERRUPTED`.
@@ -48,6 +48,9 @@ class StageOutcome:
     errors: tuple[tuple[str, int], ...] = ()
     #: The last error of an unfinished item, when it has one (why it waits).
     waiting: str | None = None
+    #: Items of a stage paused for the run (they wait for ``pathgen retry``), and why.
+    paused: int = 0
+    paused_why: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,18 @@ class Outcome:
     @property
     def finished(self) -> bool:
         """Nothing left queued or in flight in these stages (items are done or parked)."""
-        return not any(s.unfinished for s in self.stages)
+        return not any(s.unfinished or s.paused for s in self.stages)
 
     def lines(self, *, unfinished: bool = True) -> list[str]:
         """Per stage with problems: what is parked (with the first distinct errors) and,
         with ``unfinished``, what is stuck."""
         out: list[str] = []
         for s in self.stages:
+            if s.paused:
+                out.append(
+                    f"{s.stage}: {s.paused} item(s) wait: {s.paused_why or 'stage paused'}; "
+                    f"fix it, then `pathgen retry {self.run_id} --stage {s.stage}` and rerun"
+                )
             if s.parked:
                 out.append(f"{s.stage}: {s.parked} parked ({s.done} done)")
                 out += [f"  {n} x {err}" for err, n in s.errors]
@@ -83,7 +91,7 @@ class Outcome:
     def last_line(self) -> str:
         """One line a log reader can act on."""
         parked = sum(s.parked for s in self.stages)
-        left = sum(s.unfinished for s in self.stages)
+        left = sum(s.unfinished + s.paused for s in self.stages)
         if self.code == ExitCode.OK and self.status == "paused":
             ran = ", ".join(s.stage for s in self.stages)
             return (
@@ -119,6 +127,8 @@ def _code(stages: Sequence[StageOutcome], interrupted: bool, budget: str | None)
         if interrupted:
             return ExitCode.INTERRUPTED
         return ExitCode.BUDGET if budget else ExitCode.STALLED
+    if any(s.paused for s in stages):
+        return ExitCode.STALLED
     if any(s.parked for s in stages):
         return ExitCode.PARKED
     return ExitCode.OK
@@ -149,14 +159,16 @@ async def _errors(engine: AsyncEngine, run_id: str, stage: str) -> tuple[tuple[s
         return tuple(((err or "no error recorded")[:ERROR_CHARS], n) for err, n in rows)
 
 
-async def _waiting(engine: AsyncEngine, run_id: str, stage: str) -> str | None:
+async def _waiting(
+    engine: AsyncEngine, run_id: str, stage: str, statuses: tuple[str, ...] = ("queued", "leased")
+) -> str | None:
     async with read_scope(engine) as session:
         err = await session.scalar(
             select(WorkItem.last_error)
             .where(
                 WorkItem.run_id == run_id,
                 WorkItem.stage == stage,
-                WorkItem.status.in_(("queued", "leased")),
+                WorkItem.status.in_(statuses),
                 WorkItem.last_error.is_not(None),
             )
             .order_by(WorkItem.updated_at.desc())
@@ -182,6 +194,7 @@ async def run_outcome(
         by = counts.get(stage, {})
         parked = by.get("failed", 0)
         unfinished = by.get("queued", 0) + by.get("leased", 0)
+        paused = by.get("paused", 0)
         found.append(
             StageOutcome(
                 stage,
@@ -190,6 +203,8 @@ async def run_outcome(
                 unfinished=unfinished,
                 errors=await _errors(engine, run_id, stage) if parked else (),
                 waiting=await _waiting(engine, run_id, stage) if unfinished else None,
+                paused=paused,
+                paused_why=await _waiting(engine, run_id, stage, ("paused",)) if paused else None,
             )
         )
     code = _code(found, interrupted, budget)
@@ -216,7 +231,9 @@ def effective_status(
     by live processes → ``running``; a run marked running whose driving process, or every
     lease holder, is a dead local process → ``interrupted``.
     """
-    pending = sum(by.get("queued", 0) + by.get("leased", 0) for by in counts.values())
+    pending = sum(
+        by.get("queued", 0) + by.get("leased", 0) + by.get("paused", 0) for by in counts.values()
+    )
     if counts and not pending:
         return "parked" if any(by.get("failed") for by in counts.values()) else "completed"
     if live_holders:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +34,7 @@ from pathgen.runs.handlers.caption import (
     handle_fuse,
     handle_revise,
     handle_summarize,
+    prepare_batch,
 )
 from pathgen.runs.handlers.embed import handle_embed
 from pathgen.runs.handlers.instruct import (
@@ -59,16 +61,20 @@ from pathgen.types import PIPELINE_STAGES
 log = logging.getLogger("pathgen.run")
 
 Handler = Callable[[Claimed, Resources], Awaitable[Completion]]
+#: Caption handlers also get their item's entry of the batch read (:func:`prepare_batch`).
+CaptionHandler = Callable[[Claimed, Resources, Any], Awaitable[Completion]]
 HANDLERS: dict[str, Handler] = {
     "tile": handle_tile,
     "embed": handle_embed,
     "select": handle_select,
+    "instruct": handle_instruct,
+}
+CAPTION_HANDLERS: dict[str, CaptionHandler] = {
     "describe": handle_describe,
     "fuse": handle_fuse,
     "degrade": handle_degrade,
     "revise": handle_revise,
     "summarize": queue_instruct_after(handle_summarize),
-    "instruct": handle_instruct,
 }
 
 
@@ -84,24 +90,49 @@ def stage_concurrency(settings: Settings, stage: str, override: int | None = Non
 def build_handlers(
     resources: RunResources, stages: Sequence[str], concurrency: int | None = None
 ) -> list[StageHandler]:
-    unknown = [s for s in stages if s not in HANDLERS]
+    unknown = [s for s in stages if s not in HANDLERS and s not in CAPTION_HANDLERS]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(PIPELINE_STAGES)}")
     ordered = [s for s in PIPELINE_STAGES if s in stages]
     batched = batch_stages(resources.settings)  # claimed by the batch driver, not online
-    return [
-        StageHandler(
-            s,
-            0 if s in batched else stage_concurrency(resources.settings, s, concurrency),
-            partial(_dispatch, HANDLERS[s], resources),
-        )
-        for s in ordered
-    ]
+    handlers = []
+    for s in ordered:
+        limit = 0 if s in batched else stage_concurrency(resources.settings, s, concurrency)
+        if s in CAPTION_HANDLERS:
+            handle = partial(_dispatch_caption, CAPTION_HANDLERS[s], resources)
+            prepare = partial(_prepare, resources)
+            handlers.append(StageHandler(s, limit, handle, prepare))
+        else:
+            handlers.append(StageHandler(s, limit, partial(_dispatch, HANDLERS[s], resources)))
+    return handlers
 
 
-async def _dispatch(handler: Handler, resources: RunResources, item: Claimed) -> Completion:
+async def _resources(resources: RunResources, item: Claimed) -> Resources:
     fresh = "reselect" in item.payload  # the run's model may have changed since
-    return await handler(item, await resources.for_run(item.run_id, fresh=fresh))
+    return await resources.for_run(item.run_id, fresh=fresh)
+
+
+async def _dispatch(
+    handler: Handler, resources: RunResources, item: Claimed, _inputs: Any
+) -> Completion:
+    return await handler(item, await _resources(resources, item))
+
+
+async def _dispatch_caption(
+    handler: CaptionHandler, resources: RunResources, item: Claimed, inputs: Any
+) -> Completion:
+    return await handler(item, await _resources(resources, item), inputs)
+
+
+async def _prepare(resources: RunResources, items: Sequence[Claimed]) -> dict[int, Any]:
+    """One read per run of a claimed caption batch (see :func:`prepare_batch`)."""
+    by_run: dict[str, list[Claimed]] = {}
+    for item in items:
+        by_run.setdefault(item.run_id, []).append(item)
+    found: dict[int, Any] = {}
+    for run_id, group in by_run.items():
+        found.update(await prepare_batch(await _resources(resources, group[0]), run_id, group))
+    return found
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Run progress: per-stage counts, rates, ETA, tokens and cost — live (rich) or JSON lines."""
+"""Run progress: per-stage counts, rates, ETA, tokens and cost — live (rich) or JSON lines.
+
+``in flight`` is a stage's items leased right now (for an LLM stage: its calls at the
+provider, give or take the few being prepared or committed) and ``rate/s`` the items it
+finished over the last :data:`RATE_WINDOW_S` seconds, both read from the queue, so
+``pathgen status`` on any machine shows what every worker of the run does together.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from pathgen.types import PIPELINE_STAGES
 
 #: Stages shown only when the run has items of them.
 OPTIONAL_STAGES = frozenset({"fuse", "instruct"})
+#: The window of the rate column, in seconds.
+RATE_WINDOW_S = 10.0
 
 
 @dataclass
@@ -35,6 +43,7 @@ class StageProgress:
     failed: int = 0
     in_flight: int = 0
     queued: int = 0
+    paused: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
@@ -43,7 +52,7 @@ class StageProgress:
 
     @property
     def total(self) -> int:
-        return self.done + self.failed + self.in_flight + self.queued
+        return self.done + self.failed + self.in_flight + self.queued + self.paused
 
 
 @dataclass
@@ -71,9 +80,13 @@ class RunProgress:
 
 
 @rides_out_outages("progress")
-async def snapshot(engine: AsyncEngine, run_id: str) -> RunProgress:
+async def snapshot(
+    engine: AsyncEngine, run_id: str, window_s: float = RATE_WINDOW_S
+) -> RunProgress:
+    """The run's progress now, with each stage's rate over the last ``window_s`` seconds."""
     counts = await queue.counts(engine, run_id)
     async with read_scope(engine) as session:
+        recent = await queue.recent_done(session, run_id, window_s)
         run = await session.get(Run, run_id)
         usage = await session.execute(
             select(
@@ -116,9 +129,11 @@ async def snapshot(engine: AsyncEngine, run_id: str) -> RunProgress:
                 failed=by.get("failed", 0),
                 in_flight=by.get("leased", 0),
                 queued=by.get("queued", 0),
+                paused=by.get("paused", 0),
                 input_tokens=int(i),
                 output_tokens=int(o),
                 cost=float(c),
+                rate_per_s=recent.get(stage, 0) / window_s,
             )
         )
     status = "unknown"
@@ -135,17 +150,14 @@ async def snapshot(engine: AsyncEngine, run_id: str) -> RunProgress:
 
 
 def with_rates(now: RunProgress, first: RunProgress | None) -> RunProgress:
-    """Fill rate and ETA per stage from the change since ``first``."""
-    if first is None:
-        return now
-    dt = max(now.at - first.at, 1e-6)
-    before = {s.stage: s for s in first.stages}
+    """Fill the ETA per stage: from the recent rate, else from the change since ``first``."""
+    dt = max(now.at - first.at, 1e-6) if first is not None else 0.0
+    before = {s.stage: s for s in first.stages} if first is not None else {}
     for s in now.stages:
+        rate = s.rate_per_s or 0.0
         prev = before.get(s.stage)
-        if prev is None:
-            continue
-        rate = (s.done + s.failed - prev.done - prev.failed) / dt
-        s.rate_per_s = rate
+        if not rate and prev is not None and dt:
+            rate = (s.done + s.failed - prev.done - prev.failed) / dt
         remaining = s.queued + s.in_flight
         s.eta_s = remaining / rate if rate > 0 else None
     return now
@@ -159,6 +171,7 @@ def render(progress: RunProgress) -> Table:
         "failed",
         "in flight",
         "queued",
+        "paused",
         "rate/s",
         "ETA",
         "tokens in/out",
@@ -172,7 +185,8 @@ def render(progress: RunProgress) -> Table:
             str(s.failed),
             str(s.in_flight),
             str(s.queued),
-            f"{s.rate_per_s:.2f}" if s.rate_per_s else "-",
+            str(s.paused) if s.paused else "-",
+            f"{s.rate_per_s:.1f}" if s.rate_per_s else "-",
             _fmt_eta(s.eta_s),
             f"{s.input_tokens}/{s.output_tokens}" if s.input_tokens or s.output_tokens else "-",
             f"${s.cost:.4f}" if s.cost else "-",

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from pathgen.store.engine import read_scope, session_scope
 from pathgen.store.models import WorkItem, utcnow
 from pathgen.store.outage import rides_out_outages
+from pathgen.store.revisions import NewRevision, add_revisions
 
 Persist = Callable[[AsyncSession], Awaitable[None]]
 
@@ -65,6 +66,8 @@ class Completion:
     #: The item made a new output: its follow-up items run again even if they were done
     #: (their input changed). False when an existing output was reused.
     new_output: bool = True
+    #: Caption revisions to insert: those of a whole completion batch go in one statement.
+    revisions: list[NewRevision] = field(default_factory=list)
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -104,9 +107,13 @@ async def enqueue(
     if not rows:
         return 0
     insert = _insert_for(session)
-    stmt = insert(WorkItem).on_conflict_do_nothing(index_elements=["run_id", "stage", "key"])
-    await session.execute(stmt, rows)
-    if requeue_finished:
+    stmt = (
+        insert(WorkItem)
+        .on_conflict_do_nothing(index_elements=["run_id", "stage", "key"])
+        .returning(WorkItem.id)
+    )
+    inserted = len((await session.execute(stmt, rows)).all())
+    if requeue_finished and inserted != len(rows):  # some existed: queue finished ones again
         by_stage: dict[str, list[str]] = {}
         for w in work:
             by_stage.setdefault(w.stage, []).append(w.key)
@@ -175,19 +182,19 @@ async def claim(
     limit: int,
     run_id: str | None = None,
     lease_s: float = 120.0,
+    exclude_runs: Sequence[str] = (),
 ) -> list[Claimed]:
-    """Lease up to ``limit`` items of ``stages`` (expired leases are reclaimed automatically)."""
+    """Lease up to ``limit`` items of ``stages`` (expired leases are reclaimed automatically),
+    not of the runs in ``exclude_runs``."""
     if limit <= 0 or not stages:
         return []
     now = utcnow()
     lease = f"{owner}:{secrets.token_hex(4)}"  # fences this claim, even from its own worker
     async with session_scope(engine) as session:
-        ids = (
-            select(WorkItem.id)
-            .where(_claimable(run_id, stages, now))
-            .order_by(WorkItem.id)
-            .limit(limit)
-        )
+        cond = _claimable(run_id, stages, now)
+        if exclude_runs:
+            cond = and_(cond, WorkItem.run_id.not_in(list(exclude_runs)))
+        ids = select(WorkItem.id).where(cond).order_by(WorkItem.id).limit(limit)
         if session.bind.dialect.name == "postgresql":
             ids = ids.with_for_update(skip_locked=True)
         stmt = (
@@ -212,7 +219,7 @@ async def claim(
             )
         )
         rows = (await session.execute(stmt)).all()
-        if len(rows) < limit:  # the queue is draining: park items whose last lease ran out
+        if not rows:  # nothing claimable: park items whose last lease ran out
             await _park_exhausted(session, run_id, now)
     return sorted(
         (
@@ -237,41 +244,45 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
     if not completions:
         return []
     now = utcnow()
+    values = {
+        "status": "done",
+        "done_at": now,
+        "updated_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": None,
+    }
     async with session_scope(engine) as session:
         won: set[tuple[int, str]] = set()
-        by_owner: dict[str, list[Completion]] = {}
-        for c in completions:
-            by_owner.setdefault(c.item.owner, []).append(c)
-        for owner, group in by_owner.items():
-            plain = [c.item.id for c in group if c.result is None]
-            with_result = [c for c in group if c.result is not None]
-            held = and_(WorkItem.status == "leased", WorkItem.lease_owner == owner)
-            values = {
-                "status": "done",
-                "done_at": now,
-                "updated_at": now,
-                "lease_owner": None,
-                "lease_expires_at": None,
-                "last_error": None,
-            }
-            if plain:
-                res = await session.execute(
-                    update(WorkItem)
-                    .where(WorkItem.id.in_(plain), held)
-                    .values(**values)
-                    .returning(WorkItem.id)
+        plain = [c for c in completions if c.result is None]
+        ids = [c.item.id for c in plain]
+        if plain and len(set(ids)) == len(ids):  # one statement for the batch
+            res = await session.execute(
+                update(WorkItem)
+                .where(
+                    tuple_(WorkItem.id, WorkItem.lease_owner).in_(
+                        [(c.item.id, c.item.owner) for c in plain]
+                    ),
+                    WorkItem.status == "leased",
                 )
-                won.update((item_id, owner) for item_id in res.scalars())
-            for c in with_result:
-                res = await session.execute(
-                    update(WorkItem)
-                    .where(WorkItem.id == c.item.id, held)
-                    .values(**values, result=c.result)
-                    .returning(WorkItem.id)
-                )
-                won.update((item_id, owner) for item_id in res.scalars())
+                .values(**values)
+                .returning(WorkItem.id)
+            )
+            done = set(res.scalars())
+            won.update((c.item.id, c.item.owner) for c in plain if c.item.id in done)
+            plain = []
+        for c in [*plain, *(c for c in completions if c.result is not None)]:
+            extra = {"result": c.result} if c.result is not None else {}
+            res = await session.execute(
+                update(WorkItem)
+                .where(_held(c.item))
+                .values(**values, **extra)
+                .returning(WorkItem.id)
+            )
+            won.update((item_id, c.item.owner) for item_id in res.scalars())
         follow: dict[tuple[str, bool], list[NewWork]] = {}
         persisted: set[tuple[int, str]] = set()
+        revisions: list[NewRevision] = []
         for c in completions:
             key = (c.item.id, c.item.owner)
             if key not in won or key in persisted:
@@ -279,7 +290,9 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
             persisted.add(key)
             if c.persist is not None:
                 await c.persist(session)
+            revisions += c.revisions
             follow.setdefault((c.item.run_id, c.new_output), []).extend(c.follow_up)
+        await add_revisions(session, revisions)
         for (run_id, new_output), work in follow.items():
             await enqueue(
                 session,
@@ -374,10 +387,43 @@ async def release(engine: AsyncEngine, items: Sequence[Claimed]) -> int:
     )
 
 
-async def retry_failed(engine: AsyncEngine, run_id: str, stage: str | None = None) -> int:
-    """Requeue a run's failed items (optionally of one stage) with fresh attempts."""
+@rides_out_outages("pause")
+async def pause_stage(
+    engine: AsyncEngine, run_id: str, stage: str, message: str, *, held: Claimed | None = None
+) -> int:
+    """Park ``stage``'s queued items of ``run_id`` as ``paused`` with ``message`` (and
+    ``held``, if its lease is still held, with its attempt given back). ``pathgen retry``
+    (:func:`retry_failed`) queues them again. Returns the items paused."""
     now = utcnow()
-    cond = and_(WorkItem.run_id == run_id, WorkItem.status == "failed")
+    values: dict[str, Any] = {"status": "paused", "last_error": message[:4000], "updated_at": now}
+    async with session_scope(engine) as session:
+        n = 0
+        if held is not None:
+            res = await session.execute(
+                update(WorkItem)
+                .where(_held(held))
+                .values(
+                    **values,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    attempts=WorkItem.attempts - 1,
+                )
+                .returning(WorkItem.id)
+            )
+            n += len(res.all())
+        res = await session.execute(
+            update(WorkItem)
+            .where(WorkItem.run_id == run_id, WorkItem.stage == stage, WorkItem.status == "queued")
+            .values(**values)
+            .returning(WorkItem.id)
+        )
+        return n + len(res.all())
+
+
+async def retry_failed(engine: AsyncEngine, run_id: str, stage: str | None = None) -> int:
+    """Requeue a run's failed and paused items (optionally of one stage) with fresh attempts."""
+    now = utcnow()
+    cond = and_(WorkItem.run_id == run_id, WorkItem.status.in_(("failed", "paused")))
     if stage is not None:
         cond = and_(cond, WorkItem.stage == stage)
     async with session_scope(engine) as session:
@@ -413,6 +459,17 @@ async def status_counts(
         bucket = out.setdefault(run_id, {}).setdefault(stage, {})
         bucket[key] = bucket.get(key, 0) + n
     return out
+
+
+async def recent_done(session: AsyncSession, run_id: str, window_s: float) -> dict[str, int]:
+    """``{stage: items}`` of ``run_id`` finished in the last ``window_s`` seconds."""
+    since = utcnow() - timedelta(seconds=window_s)
+    rows = await session.execute(
+        select(WorkItem.stage, func.count())
+        .where(WorkItem.run_id == run_id, WorkItem.status == "done", WorkItem.done_at >= since)
+        .group_by(WorkItem.stage)
+    )
+    return {stage: n for stage, n in rows}
 
 
 async def requeue_done(

@@ -26,6 +26,10 @@ class Resources:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _text_cache: dict[str, Any] = field(default_factory=dict)
     _few_shot: Any = None
+    _images: Any = None
+    #: Clients by stage name or by the id of a stage settings object of ``settings`` (the
+    #: hot path: no settings dump per call).
+    _stage_clients: dict[str | int, Any] = field(default_factory=dict)
 
     @property
     def few_shot(self) -> Any:
@@ -48,6 +52,16 @@ class Resources:
 
             self._slides = SlideCache(max_open=16)
         return self._slides
+
+    @property
+    def images(self) -> Any:
+        """Tile images for the VLM stages (:class:`pathgen.runs.tile_images.TileImages`):
+        read and encoded once per tile in a bounded thread pool, kept in a bounded cache."""
+        if self._images is None:
+            from pathgen.runs.tile_images import TileImages
+
+            self._images = TileImages(self.slides, threads=4, max_cached=1024)
+        return self._images
 
     async def clip(self) -> Any:
         """The run's CLIP model (loaded in a thread on first use)."""
@@ -73,6 +87,9 @@ class Resources:
 
     async def client(self, stage: str | StageSettings) -> Any:
         """One LLM client per stage configuration (shared by all items of the stage)."""
+        fast = stage if isinstance(stage, str) else id(stage)
+        if fast in self._stage_clients:
+            return self._stage_clients[fast]
         cfg: StageSettings = (
             getattr(self.settings.captioning, stage) if isinstance(stage, str) else stage
         )
@@ -88,14 +105,29 @@ class Resources:
                     from pathgen.llm.factory import make_client
 
                     self._clients[key] = make_client(cfg)
+            if isinstance(stage, str) or _owned(self.settings, stage):
+                self._stage_clients[fast] = self._clients[key]
             return self._clients[key]
 
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+        self._stage_clients.clear()
+        if self._images is not None:
+            self._images.close()
         if self._slides is not None:
             self._slides.clear()
+
+
+def _owned(settings: Settings, cfg: StageSettings) -> bool:
+    """``cfg`` is one of the caption stage settings objects ``settings`` holds (so its id
+    stays its own for as long as ``settings`` lives)."""
+    captioning = settings.captioning
+    return any(cfg is c for c in captioning.describers) or any(
+        cfg is getattr(captioning, name, None)
+        for name in ("describe", "fuse", "degrade", "revise", "summarize")
+    )
 
 
 class RunResources:

@@ -1,9 +1,12 @@
 """The async worker: claims items of its stages, runs their handlers, completes them.
 
 Concurrency is bounded per stage (an item whose results are being committed no longer
-counts, so the next one starts meanwhile); completions are batched into few transactions;
-leases are kept alive by a heartbeat; a stop request (SIGINT/SIGTERM) stops claiming,
-lets in-flight items finish for ``grace_s`` seconds, then releases what is left.
+counts, so the next one starts meanwhile); a stage refills in claims of 1/16 of its limit
+as items return, and a claimed batch's inputs can be read in one go (``prepare``);
+completions are batched into few transactions; a stage-pausing error (e.g. HTTP 404 for
+the configured model) pauses the stage for its run; leases are kept alive by a heartbeat;
+a stop request (SIGINT/SIGTERM) stops claiming, lets in-flight items finish for
+``grace_s`` seconds, then releases what is left.
 
 Example::
 
@@ -16,17 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from pathgen.errors import ConfigError, PathgenError, ProviderError
+from pathgen.errors import ConfigError, LLMError, PathgenError, ProviderError
 from pathgen.runs import queue
 from pathgen.runs.owner import new_owner
 from pathgen.runs.queue import Claimed, Completion, Persist
 from pathgen.store.outage import is_database_outage
+from pathgen.store.revisions import NewRevision, insert_revisions
 
 if TYPE_CHECKING:
     from pathgen.runs.budget import Budget
@@ -39,19 +43,50 @@ class PermanentError(PathgenError):
 
 
 class StageFailed(PathgenError):
-    """A stage call failed; ``persist`` records the failure when the item is parked."""
+    """A stage call failed; ``persist`` (or ``revisions``, the failed outputs) records the
+    failure when the item is parked. ``pause`` is the error that stops the whole stage
+    for the run (e.g. HTTP 404 for the configured model): the item waits, unspent.
+    ``retry_after_s`` is the least delay before the next attempt (a 429's Retry-After)."""
 
-    def __init__(self, message: str, *, retryable: bool, persist: Persist | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        persist: Persist | None = None,
+        pause: LLMError | None = None,
+        revisions: Sequence[NewRevision] = (),
+        retry_after_s: float = 0.0,
+    ) -> None:
         self.retryable = retryable
+        self.pause = pause
+        #: The item is not tried again sooner (a provider's Retry-After).
+        self.retry_after_s = retry_after_s
+        if persist is None and revisions:
+            persist = _inserter(list(revisions))
         self.persist = persist
         super().__init__(message)
 
 
+def _inserter(revisions: list[NewRevision]) -> Persist:
+    async def persist(session: AsyncSession) -> None:
+        await insert_revisions(session, revisions)
+
+    return persist
+
+
 @dataclass
 class StageHandler:
+    """How a worker runs one stage.
+
+    ``prepare`` (optional) reads what a claimed batch needs in one go; each item's
+    ``handle`` then gets its own entry of the mapping it returned (``None`` without one).
+    """
+
     stage: str
     concurrency: int
-    handle: Callable[[Claimed], Awaitable[Completion]]
+    handle: Callable[[Claimed, Any], Awaitable[Completion]]
+    prepare: Callable[[Sequence[Claimed]], Awaitable[Mapping[int, Any]]] | None = None
 
 
 @dataclass
@@ -61,6 +96,7 @@ class WorkerStats:
     retried: int = 0
     lost: int = 0
     released: int = 0
+    paused: int = 0
     by_stage: dict[str, int] = field(default_factory=dict)
 
 
@@ -81,13 +117,17 @@ class _CompletionBuffer:
     calls :meth:`kick` (nothing else can join the batch).
     """
 
-    def __init__(self, engine: AsyncEngine, batch: int = 32, interval: float = 0.05) -> None:
+    def __init__(
+        self, engine: AsyncEngine, batch: int = 128, interval: float = 0.05, parallel: int = 2
+    ) -> None:
         self._engine = engine
         self._batch = batch
         self._interval = interval
         self._pending: list[tuple[Completion, asyncio.Future[bool]]] = []
         self._kick = asyncio.Event()
-        self._lock = asyncio.Lock()
+        #: Batches committed at the same time (a database round trip waits for the event
+        #: loop: a second transaction in flight keeps commits from queueing behind it).
+        self._slots = asyncio.Semaphore(parallel)
 
     async def add(self, completion: Completion) -> bool:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -106,29 +146,41 @@ class _CompletionBuffer:
         self._kick.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not (stop.is_set() and not self._pending):
+        commits: set[asyncio.Task[None]] = set()
+        while True:
+            if stop.is_set() and not self._pending:
+                if not commits:
+                    return
+                await asyncio.gather(*commits)  # a failed batch may put items back
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self._interval)
             self._kick.clear()
-            await self.flush()
-
-    async def flush(self) -> None:
-        async with self._lock:
             while self._pending:
+                await self._slots.acquire()
                 batch, self._pending = self._pending[: self._batch], self._pending[self._batch :]
-                try:
-                    won = await queue.complete(self._engine, [c for c, _ in batch])
-                except Exception as exc:  # noqa: BLE001 - hand the error to every waiter
-                    if len(batch) > 1:  # isolate the item whose results cannot be written
-                        self._pending[:0] = [(c, f) for c, f in batch[1:]]
-                        batch = batch[:1]
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                for (_, fut), ok in zip(batch, won, strict=True):
+                task = asyncio.create_task(self._commit(batch), name="commit")
+                commits.add(task)
+                task.add_done_callback(commits.discard)
+
+    async def _commit(self, batch: list[tuple[Completion, asyncio.Future[bool]]]) -> None:
+        try:
+            try:
+                won = await queue.complete(self._engine, [c for c, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - hand the error to every waiter
+                if len(batch) > 1:  # isolate the item whose results cannot be written
+                    self._pending[:0] = [(c, f) for c, f in batch[1:]]
+                    batch = batch[:1]
+                    self._kick.set()
+                for _, fut in batch:
                     if not fut.done():
-                        fut.set_result(ok)
+                        fut.set_exception(exc)
+                return
+            for (_, fut), ok in zip(batch, won, strict=True):
+                if not fut.done():
+                    fut.set_result(ok)
+        finally:
+            self._slots.release()
 
 
 class Worker:
@@ -159,18 +211,34 @@ class Worker:
         self.stop = stop or asyncio.Event()
         self.stats = WorkerStats()
         self._inflight: dict[asyncio.Task[None], Claimed] = {}
-        #: In-flight tasks whose handler has returned and whose results are being committed:
-        #: they keep their lease but no longer count against the stage's concurrency.
-        self._committing: set[asyncio.Task[None]] = set()
+        #: Items per stage whose handler runs (an item being committed no longer counts).
+        self._busy: dict[str, int] = dict.fromkeys(self.handlers, 0)
+        #: A stage whose last claim found less than it asked for is not asked again
+        #: before this time, unless a completion here queued work for it.
+        self._idle_until: dict[str, float] = dict.fromkeys(self.handlers, 0.0)
+        #: ``(run, stage)`` paused here after a stage-pausing error, with its message.
+        self._paused: dict[tuple[str, str], str] = {}
         self._wake = asyncio.Event()
 
+    def _paused_runs(self, stage: str) -> list[str]:
+        return [run for run, st in self._paused if st == stage]
+
     def _free(self, stage: str) -> int:
-        busy = sum(
-            1
-            for task, item in self._inflight.items()
-            if item.stage == stage and task not in self._committing
-        )
-        return self.handlers[stage].concurrency - busy
+        return self.handlers[stage].concurrency - self._busy[stage]
+
+    def _wants_claim(self, stage: str, now: float) -> int:
+        """How many items to claim for ``stage`` now (0: not now).
+
+        A claim is a transaction: a busy stage refills in steps of 1/16 of its limit
+        rather than one item per returned call.
+        """
+        free = self._free(stage)
+        if free <= 0 or now < self._idle_until[stage]:
+            return 0
+        if self.run_id is not None and (self.run_id, stage) in self._paused:
+            return 0
+        step = max(1, self.handlers[stage].concurrency // 16)
+        return free if free >= step or self._busy[stage] == 0 else 0
 
     async def run(self) -> WorkerStats:
         buffer = _CompletionBuffer(self.engine)
@@ -190,33 +258,44 @@ class Worker:
                 await side[1]
         return self.stats
 
+    def _start(self, stage: str, items: Sequence[Claimed], buffer: _CompletionBuffer) -> None:
+        prepare = self.handlers[stage].prepare
+        prepared = asyncio.create_task(prepare(items), name=f"{stage}:prepare") if prepare else None
+        for item in items:
+            task = asyncio.create_task(
+                self._process(item, buffer, prepared), name=f"{stage}:{item.key}"
+            )
+            self._inflight[task] = item
+            self._busy[stage] += 1
+
     async def _claim_loop(self, buffer: _CompletionBuffer) -> None:
         # Downstream stages first, so work flows through the pipeline and memory stays flat.
         stages = list(self.handlers)[::-1]
+        loop = asyncio.get_running_loop()
         while not self.stop.is_set():
             # Every item in flight waits for its commit: nothing can join the batch. Commit
             # it once the next items are claimed, so it overlaps their work, not the claim.
             all_waiting = 0 < len(self._inflight) <= buffer.waiting
             claimed = 0
             for stage in stages:
-                free = self._free(stage)
-                if free > 0 and self.budget is not None:
-                    free = await self.budget.allow(stage, free)
-                if free <= 0:
+                want = self._wants_claim(stage, loop.time())
+                if want and self.budget is not None:
+                    want = await self.budget.allow(stage, want)
+                if not want:
                     continue
                 items = await queue.claim(
                     self.engine,
                     owner=self.owner,
                     stages=[stage],
-                    limit=free,
+                    limit=want,
                     run_id=self.run_id,
                     lease_s=self.lease_s,
+                    exclude_runs=self._paused_runs(stage),
                 )
-                for item in items:
-                    task = asyncio.create_task(
-                        self._process(item, buffer), name=f"{stage}:{item.key}"
-                    )
-                    self._inflight[task] = item
+                if len(items) < want:
+                    self._idle_until[stage] = loop.time() + self.poll_s
+                if items:
+                    self._start(stage, items, buffer)
                 claimed += len(items)
             if all_waiting:
                 buffer.kick()
@@ -231,6 +310,8 @@ class Worker:
     async def _run_finished(self) -> bool:
         if self.run_id is None:
             return False
+        for (run_id, stage), message in self._paused.items():  # work queued since waits too
+            await queue.pause_stage(self.engine, run_id, stage, message)
         counts = await queue.counts(self.engine, self.run_id)
         held = self.budget.held if self.budget is not None else set()
         return all(
@@ -241,49 +322,96 @@ class Worker:
             if st == "leased" or (st == "queued" and stage not in held)  # held: budget spent
         )
 
-    async def _process(self, item: Claimed, buffer: _CompletionBuffer) -> None:
+    async def _process(
+        self,
+        item: Claimed,
+        buffer: _CompletionBuffer,
+        prepared: asyncio.Task[Mapping[int, Any]] | None,
+    ) -> None:
         task = asyncio.current_task()
+        handler = self.handlers[item.stage]
+        running = True
         try:
-            completion = await self.handlers[item.stage].handle(item)
-            self._committing.add(task)  # type: ignore[arg-type]
+            inputs = None
+            if prepared is not None:
+                try:
+                    inputs = (await prepared).get(item.id)
+                except Exception as exc:  # noqa: BLE001 - the handler reads for itself
+                    log.warning("batch read for %s failed: %s", item.stage, exc)
+            completion = await handler.handle(item, inputs)
+            running = False
+            self._busy[item.stage] -= 1
             self._wake.set()  # the next item can start while this one commits
             if await buffer.add(completion):
                 self.stats.done += 1
                 self.stats.by_stage[item.stage] = self.stats.by_stage.get(item.stage, 0) + 1
+                for work in completion.follow_up:  # new work here: claim it now
+                    if work.stage in self._idle_until:
+                        self._idle_until[work.stage] = 0.0
             else:
                 self.stats.lost += 1
                 log.warning("lease lost before completion: %s %s", item.stage, item.key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the item
-            message = f"{type(exc).__name__}: {exc}"
-            if is_database_outage(exc):  # not the item's fault: it keeps its attempt
-                self.stats.released += await queue.release(self.engine, [item])
-                log.warning("database unavailable during %s %s: released", item.stage, item.key)
-                return
-            status = await queue.fail(
-                self.engine,
-                item,
-                message,
-                retry=_retryable(exc),
-                persist_if_parked=getattr(exc, "persist", None),
-            )
-            if status == "failed":
-                self.stats.failed += 1
-                log.error(
-                    "parked %s %s after %d attempt(s): %s",
-                    item.stage,
-                    item.key,
-                    item.attempts,
-                    message,
-                )
-            elif status == "queued":
-                self.stats.retried += 1
-                log.warning("retrying %s %s: %s", item.stage, item.key, message)
+            await self._record_failure(item, exc)
         finally:
+            if running:
+                self._busy[item.stage] -= 1
             self._inflight.pop(task, None)  # type: ignore[arg-type]
-            self._committing.discard(task)  # type: ignore[arg-type]
             self._wake.set()
+
+    async def _pause(self, item: Claimed, cause: LLMError) -> None:
+        """Stop ``item``'s stage for its run: the item and the stage's queued items wait
+        (status ``paused``, attempts unspent) until ``pathgen retry``."""
+        key = (item.run_id, item.stage)
+        message = f"stage paused: {cause}"
+        first = key not in self._paused
+        self._paused[key] = message
+        await queue.pause_stage(self.engine, item.run_id, item.stage, message, held=item)
+        self.stats.paused += 1
+        if first:
+            log.error(
+                "%s paused for run %s: %s. Fix the configuration, then "
+                "`pathgen retry %s --stage %s` and run again",
+                item.stage,
+                item.run_id,
+                cause,
+                item.run_id,
+                item.stage,
+            )
+
+    async def _record_failure(self, item: Claimed, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        pause = getattr(exc, "pause", None)
+        if pause is not None:
+            await self._pause(item, pause)
+            return
+        if is_database_outage(exc):  # not the item's fault: it keeps its attempt
+            self.stats.released += await queue.release(self.engine, [item])
+            log.warning("database unavailable during %s %s: released", item.stage, item.key)
+            return
+        status = await queue.fail(
+            self.engine,
+            item,
+            message,
+            retry=_retryable(exc),
+            delay_s=max(queue.backoff_s(item.attempts), getattr(exc, "retry_after_s", 0.0)),
+            persist_if_parked=getattr(exc, "persist", None),
+        )
+        if status == "failed":
+            self.stats.failed += 1
+            log.error(
+                "parked %s %s after item attempt %d of %d: %s",
+                item.stage,
+                item.key,
+                item.attempts,
+                item.max_attempts,
+                message,
+            )
+        elif status == "queued":
+            self.stats.retried += 1
+            log.warning("retrying %s %s: %s", item.stage, item.key, message)
 
     async def _drain(self) -> None:
         if not self._inflight:

@@ -6,9 +6,10 @@ outputs (the run continues), never exceptions.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from pathgen.errors import BadOutput, LLMError
@@ -48,14 +49,17 @@ class StageOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None  # "length": the answer hit max_tokens
     batch_id: str | None = None  # the batch that answered (None: an online call)
+    #: Why a failed output failed: the provider's error or the parser's, with its class
+    #: (``transient``, ``pauses_stage``) for the caller to act on.
+    failure: LLMError | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready copy."""
-        return asdict(self)
+        """JSON-ready copy (the failure as its message, in ``error``)."""
+        return copy.deepcopy({f.name: getattr(self, f.name) for f in fields(self)[:-1]})
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,8 @@ async def call_stage(
                 model=settings.model,
                 latency_s=time.perf_counter() - started,
                 raw=exc.raw if isinstance(exc, BadOutput) else None,
+                attempts=exc.attempts,
+                failure=exc,
                 **base,
             ),
             None,
@@ -177,6 +183,7 @@ async def call_stage(
                 status="failed",
                 error=f"BadOutput: {exc}",
                 raw=result.text,
+                failure=exc,
                 **usage,
                 **base,
             ),

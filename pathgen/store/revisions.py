@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import event, insert, select
@@ -57,9 +57,13 @@ class NewRevision:
     created_by: str | None = None
 
     def row(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The column values (a shallow copy: the JSON columns are serialised on insert)."""
+        data = {name: getattr(self, name) for name in _FIELDS}
         data["created_at"] = utcnow()
         return data
+
+
+_FIELDS = tuple(f.name for f in fields(NewRevision))
 
 
 async def insert_revisions(session: AsyncSession, revisions: Sequence[NewRevision]) -> list[int]:
@@ -69,6 +73,13 @@ async def insert_revisions(session: AsyncSession, revisions: Sequence[NewRevisio
     stmt = insert(CaptionRevision).returning(CaptionRevision.id, sort_by_parameter_order=True)
     result = await session.execute(stmt, [r.row() for r in revisions])
     return list(result.scalars())
+
+
+async def add_revisions(session: AsyncSession, revisions: Sequence[NewRevision]) -> None:
+    """Insert ``revisions`` in the caller's transaction as one batch (ids not returned:
+    a ``RETURNING`` in insertion order makes SQLite insert row by row)."""
+    if revisions:
+        await session.execute(insert(CaptionRevision), [r.row() for r in revisions])
 
 
 async def append_revisions(engine: AsyncEngine, revisions: Sequence[NewRevision]) -> list[int]:

@@ -4,6 +4,9 @@ Both SDKs post to ``/v1/chat/completions`` and parse the same response shape, so
 server serves both. It is a raw asyncio keep-alive implementation (no framework) so it
 costs little CPU when it shares the machine with the client in benchmarks.
 
+``GET /_mock/stats`` answers the request count, the requests in flight (received, not yet
+answered) and the time integral of that, so a client can compare its own figures.
+
 Latency is ``latency`` seconds, optionally spread by ``jitter`` (a fraction: each
 request sleeps ``latency * uniform(1 - jitter, 1 + jitter)``, seeded).
 
@@ -20,7 +23,8 @@ A ``[[delay:SECONDS]]`` marker sets that request's latency.
 Usage (``prompt_tokens``, and ``prompt_tokens_details.cached_tokens`` from a prefix cache
 over the requests seen so far) is counted as :mod:`pathgen.testing.usage` says.
 
-Kinds: ``429`` (ARG = Retry-After seconds, default ``retry_after``), ``500``, ``503``,
+Kinds: ``429`` (ARG = Retry-After seconds, default ``retry_after``), ``429ms`` (ARG =
+``retry-after-ms`` milliseconds, as OpenAI sends, and no ``Retry-After``), ``500``, ``503``,
 ``400``, ``401``, ``404``, ``hang`` (ARG = seconds, default one hour), ``malformed``
 (truncated JSON with status 200), ``empty`` (empty content), ``refusal``
 (``message.refusal`` set, content null, finish_reason ``content_filter``), ``think``
@@ -94,6 +98,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any] | None
+    #: The request's ``model`` (kept even when bodies are not).
+    model: str | None = None
 
 
 @dataclass
@@ -115,6 +121,27 @@ class _State:
     marker_hits: dict[bytes, int] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     transports: set[asyncio.Transport] = field(default_factory=set)
+    #: Completion requests received and not answered yet, and its integral over time.
+    in_flight: int = 0
+    in_flight_s: float = 0.0
+    changed_at: float = field(default_factory=time.monotonic)
+
+    def track(self, delta: int) -> None:
+        """Count a request in (+1) or out (-1) of flight, keeping the time integral."""
+        now = time.monotonic()
+        self.in_flight_s += self.in_flight * (now - self.changed_at)
+        self.changed_at = now
+        self.in_flight += delta
+
+    def stats(self) -> dict[str, float]:
+        """Received requests, requests in flight now, and in-flight seconds so far."""
+        self.track(0)
+        return {
+            "count": len(self.log),
+            "in_flight": self.in_flight,
+            "in_flight_s": self.in_flight_s,
+            "t": time.monotonic(),
+        }
 
 
 def _message_texts(body: dict[str, Any]) -> tuple[str, int]:
@@ -252,10 +279,13 @@ class _Connection(asyncio.Protocol):
                     "path": r.path,
                     "headers": r.headers,
                     "body": r.body if bodies else None,
+                    "model": r.model,
                 }
                 for r in state.log
             ]
             return _response(200, json.dumps(rows).encode())
+        if method == "GET" and path == "/_mock/stats":
+            return _response(200, json.dumps(state.stats()).encode())
         if method == "POST" and path == "/_mock/reset":
             state.log.clear()
             state.marker_hits.clear()
@@ -267,7 +297,14 @@ class _Connection(asyncio.Protocol):
         except ValueError:
             body = None
         state.log.append(
-            RecordedRequest(arrived, method, path, headers, body if state.keep_bodies else None)
+            RecordedRequest(
+                arrived,
+                method,
+                path,
+                headers,
+                body if state.keep_bodies else None,
+                body.get("model") if isinstance(body, dict) else None,
+            )
         )
         if state.batch_api.handles(path):
             status, payload = state.batch_api.respond(method, path, headers, raw, self._answer)
@@ -285,11 +322,15 @@ class _Connection(asyncio.Protocol):
             delay = float(forced.group(1))
         elif state.jitter:
             delay *= state.rng.uniform(1 - state.jitter, 1 + state.jitter)
-        if kind == "hang":
-            await asyncio.sleep(float(arg) if arg else 3600.0)
-        elif delay > 0:
-            await asyncio.sleep(delay)
-        return self._fault_response(kind, arg, body)
+        state.track(+1)
+        try:
+            if kind == "hang":
+                await asyncio.sleep(float(arg) if arg else 3600.0)
+            elif delay > 0:
+                await asyncio.sleep(delay)
+            return self._fault_response(kind, arg, body)
+        finally:
+            state.track(-1)
 
     def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Status and JSON of the answer to one batch line (its markers apply)."""
@@ -322,6 +363,9 @@ class _Connection(asyncio.Protocol):
         if kind == "429":
             wait = arg or f"{self.state.retry_after:g}"
             return _error(429, "rate limit reached (mock)", {"retry-after": wait})
+        if kind == "429ms":  # OpenAI-style: the delay in milliseconds, no Retry-After
+            wait = arg or f"{self.state.retry_after * 1000:g}"
+            return _error(429, "rate limit reached (mock)", {"retry-after-ms": wait})
         if kind in ("400", "401", "404", "500", "503"):
             return _error(int(kind), f"mock fault {kind}")
         if kind == "malformed":
@@ -381,6 +425,11 @@ class MockServer:
     def count(self) -> int:
         """How many completion requests the server has received."""
         return len(self.requests(bodies=False))
+
+    def stats(self) -> dict[str, float]:
+        """``count`` received, ``in_flight`` now, ``in_flight_s`` (its integral), server ``t``."""
+        with urllib.request.urlopen(f"{self.root_url}/_mock/stats", timeout=30) as resp:
+            return json.loads(resp.read())
 
     def reset(self) -> None:
         """Forget the request log and the marker counters."""

@@ -2,86 +2,54 @@
 
 Keys: ``describe``/``fuse``/``revise``/``summarize`` items are keyed by tile id (the
 caption path); ``degrade`` items by ``"<tile>:<copy>"`` and the reviser's pass over a degraded
-copy by ``"<tile>:degraded:<copy>"``. Each handler finds its input revision by query,
-writes its output as a new revision in the completion transaction, and queues the
-next stage. A stage call that fails is retried by the queue (transient provider
-errors) or parked at once (unusable output); when parked, a failed revision with the
-error is stored, so nothing is silently missing.
+copy by ``"<tile>:degraded:<copy>"``. The worker reads what a claimed batch needs in one
+go (:func:`prepare_batch`); each handler finds its input revision there, writes its output
+as a new revision in the completion transaction, and queues the next stage. A failed
+call is retried by the queue when its error is transient, parked at once when it is
+permanent (unusable output, rejected request), and pauses the stage for the run when no
+call of the stage can work (bad key, unknown model or URL); when parked, a failed
+revision with the error is stored, so nothing is silently missing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from pathgen.errors import LLMError
+from pathgen.llm.base import ImagePart
+from pathgen.runs.handlers.caption_inputs import (
+    TileInputs,
+    latest,
+    load_inputs,
+    newest_per_describer,
+    tile_ids,
+)
 from pathgen.runs.queue import Claimed, Completion, NewWork
 from pathgen.runs.resources import Resources
 from pathgen.runs.worker import PermanentError, StageFailed
-from pathgen.store.engine import session_scope
-from pathgen.store.models import CaptionRevision, RunSlide, Slide, Tile
-from pathgen.store.revisions import NewRevision, insert_revisions
-
-TRANSIENT = ("RateLimited", "ProviderError", "TimeoutError")
+from pathgen.store.revisions import NewRevision
 
 
-@dataclass
-class TileContext:
-    tile: Tile
-    slide: Slide
-    report: str | None
+async def prepare_batch(res: Resources, run_id: str, items: Sequence[Claimed]) -> dict[int, Any]:
+    """``{item id: TileInputs}`` for a claimed batch of one run: one read for all."""
+    inputs = await load_inputs(res.engine, run_id, tile_ids(i.key for i in items))
+    return {i.id: inputs[int(i.key.split(":", 1)[0])] for i in items}
 
 
-async def _context(res: Resources, run_id: str, tile_id: int) -> TileContext:
-    async with session_scope(res.engine) as session:
-        tile = await session.get(Tile, tile_id)
-        if tile is None:
-            raise PermanentError(f"tile {tile_id} does not exist")
-        slide = await session.get(Slide, tile.slide_id)
-        link = await session.get(RunSlide, (run_id, tile.slide_id))
-    return TileContext(tile, slide, link.report_text if link else None)
+async def _inputs(res: Resources, item: Claimed, inputs: TileInputs | None) -> TileInputs:
+    """The item's prepared inputs, or read them now (when the batch read failed)."""
+    if inputs is None:
+        inputs = (await prepare_batch(res, item.run_id, [item]))[item.id]
+    if inputs.tile is None:
+        raise PermanentError(f"tile {item.key.split(':', 1)[0]} does not exist")
+    return inputs
 
 
-async def _image(res: Resources, ctx: TileContext) -> Any:
-    from pathgen.slides import read_tile
-
-    def read() -> Any:
-        reader = res.slides.get(ctx.slide.path)
-        return read_tile(reader, ctx.tile.x, ctx.tile.y, ctx.tile.size, ctx.tile.tile_px)
-
-    return await asyncio.to_thread(read)
-
-
-async def _latest(
-    res: Resources,
-    run_id: str,
-    tile_id: int,
-    stage: str,
-    branch: str,
-    copy: int | None = None,
-    parent_id: int | None = None,
-) -> CaptionRevision | None:
-    stmt = select(CaptionRevision).where(
-        CaptionRevision.run_id == run_id,
-        CaptionRevision.tile_id == tile_id,
-        CaptionRevision.stage == stage,
-        CaptionRevision.branch == branch,
-        CaptionRevision.status == "ok",
-    )
-    if parent_id is not None:
-        stmt = stmt.where(CaptionRevision.parent_id == parent_id)
-    rows = list(await _scalars(res, stmt.order_by(CaptionRevision.id.desc())))
-    if copy is not None:
-        rows = [r for r in rows if (r.params or {}).get("copy") == copy]
-    return rows[0] if rows else None
-
-
-async def _scalars(res: Resources, stmt: Any) -> list[Any]:
-    async with session_scope(res.engine) as session:
-        return list(await session.scalars(stmt))
+async def _image(res: Resources, inputs: TileInputs, max_side: int) -> ImagePart:
+    """The tile as the JPEG the VLM stages send (read and encoded once, see TileImages)."""
+    return await res.images.tile(inputs.tile, max_side)
 
 
 def _revision(
@@ -127,22 +95,28 @@ def _revision(
     )
 
 
-def _writer(*revs: NewRevision):  # noqa: ANN202 - a persist callback
-    async def persist(session: AsyncSession) -> None:
-        await insert_revisions(session, list(revs))
+def _failure(revs: Sequence[NewRevision], outs: Sequence[Any]) -> StageFailed:
+    """The failure of a call, classed by the error it carries (never by its text)."""
+    errors: list[LLMError] = [o.failure for o in outs if o.failure is not None]
+    calls = sum(o.attempts for o in outs)
+    message = "; ".join(r.error or "failed" for r in revs)
+    return StageFailed(
+        f"{message} ({calls} request(s) in this attempt)",
+        retryable=any(e.transient for e in errors),
+        pause=next((e for e in errors if e.pauses_stage), None),
+        revisions=list(revs),
+        retry_after_s=max((getattr(e, "retry_after", None) or 0.0 for e in errors), default=0.0),
+    )
 
-    return persist
 
-
-def _finish(item: Claimed, rev: NewRevision, follow_up: list[NewWork]) -> Completion:
-    """A successful output completes the item; a failed one is retried or parked."""
+def _finish(item: Claimed, rev: NewRevision, out: Any, follow_up: list[NewWork]) -> Completion:
+    """A successful output completes the item; a failed one is retried, parked or pauses."""
     if rev.status == "ok":
-        return Completion(item, persist=_writer(rev), follow_up=follow_up)
-    error = rev.error or "stage failed"
-    raise StageFailed(error, retryable=error.startswith(TRANSIENT), persist=_writer(rev))
+        return Completion(item, revisions=[rev], follow_up=follow_up)
+    raise _failure([rev], [out])
 
 
-def _same_config(existing: CaptionRevision, cfg: Any, default_template: str | None) -> bool:
+def _same_config(existing: Any, cfg: Any, default_template: str | None) -> bool:
     """Was ``existing`` made by the same provider, model and prompt template as ``cfg``?"""
     from pathgen.prompts import load_template
 
@@ -163,7 +137,7 @@ def _same_config(existing: CaptionRevision, cfg: Any, default_template: str | No
 
 def _skip(
     item: Claimed,
-    existing: CaptionRevision | None,
+    existing: Any,
     follow_up: list[NewWork],
     cfg: Any,
     default_template: str,
@@ -184,13 +158,13 @@ def _after_description(key: str, cfg: Any) -> list[NewWork]:
     return follow + [NewWork("degrade", f"{tile_id}:{k}") for k in range(cfg.degrade_copies)]
 
 
-async def _description(res: Resources, run_id: str, tile_id: int) -> CaptionRevision | None:
+def _description(res: Resources, inputs: TileInputs) -> Any:
     """The description later stages work on: the fused one when fusion is on."""
     stage = "fuse" if res.settings.captioning.describers else "describe"
-    return await _latest(res, run_id, tile_id, stage, "caption")
+    return latest(inputs.revisions, stage, "caption")
 
 
-async def handle_describe(item: Claimed, res: Resources) -> Completion:
+async def handle_describe(item: Claimed, res: Resources, inputs: TileInputs | None) -> Completion:
     from pathgen.stages import DescribeInput, run_describe
 
     tile_id = int(item.key)
@@ -198,18 +172,21 @@ async def handle_describe(item: Claimed, res: Resources) -> Completion:
     describers = [cfg.describe, *cfg.describers]
     fusion = len(describers) > 1
     follow = [NewWork("fuse", item.key)] if fusion else _after_description(item.key, cfg)
-    existing = await _latest(res, item.run_id, tile_id, "describe", "caption")
+    found = await _inputs(res, item, inputs)
+    existing = latest(found.revisions, "describe", "caption")
     if skipped := _skip(item, existing, follow, cfg.describe, "describe_v1"):
         return skipped
-    ctx = await _context(res, item.run_id, tile_id)
-    image = await _image(res, ctx)
     examples = []
     if cfg.few_shot_k:
-        examples = await res.few_shot.examples(ctx.tile, cfg.few_shot_k)
-    inputs = DescribeInput(image=image, report=ctx.report, examples=tuple(e.text for e in examples))
+        examples = await res.few_shot.examples(found.tile, cfg.few_shot_k)
     clients = [await res.client(c) for c in describers]
+    images = [await _image(res, found, c.image_max_side) for c in describers]
+    texts = tuple(e.text for e in examples)
     outs = await asyncio.gather(
-        *(run_describe(client, c, inputs) for client, c in zip(clients, describers, strict=True))
+        *(
+            run_describe(client, c, DescribeInput(image=image, report=found.report, examples=texts))
+            for client, c, image in zip(clients, describers, images, strict=True)
+        )
     )
     shots = [{"source": e.source, "score": round(e.score, 4)} for e in examples]
     revs = [
@@ -224,54 +201,40 @@ async def handle_describe(item: Claimed, res: Resources) -> Completion:
         for i, out in enumerate(outs)
     ]
     if any(r.status == "ok" for r in revs):
-        return Completion(item, persist=_writer(*revs), follow_up=follow)
-    error = "; ".join(r.error or "failed" for r in revs)
-    retry = any((r.error or "").startswith(TRANSIENT) for r in revs)
-    raise StageFailed(error, retryable=retry, persist=_writer(*revs))
+        return Completion(item, revisions=revs, follow_up=follow)
+    raise _failure(revs, outs)
 
 
-async def handle_fuse(item: Claimed, res: Resources) -> Completion:
+async def handle_fuse(item: Claimed, res: Resources, inputs: TileInputs | None) -> Completion:
     from pathgen.stages import run_fuse
 
     tile_id = int(item.key)
     cfg = res.settings.captioning
     follow = _after_description(item.key, cfg)
-    existing = await _latest(res, item.run_id, tile_id, "fuse", "caption")
+    found = await _inputs(res, item, inputs)
+    existing = latest(found.revisions, "fuse", "caption")
     if skipped := _skip(item, existing, follow, cfg.fuse, "fuse_v1"):
         return skipped
-    rows = await _scalars(
-        res,
-        select(CaptionRevision)
-        .where(
-            CaptionRevision.run_id == item.run_id,
-            CaptionRevision.tile_id == tile_id,
-            CaptionRevision.stage == "describe",
-            CaptionRevision.status == "ok",
-        )
-        .order_by(CaptionRevision.id.desc()),
-    )
-    newest: dict[int, CaptionRevision] = {}
-    for row in rows:  # the newest successful description of each describer
-        newest.setdefault(int((row.params or {}).get("describer", 0)), row)
-    inputs = [newest[i] for i in sorted(newest)]
-    if not inputs:
+    sources = newest_per_describer(found.revisions)
+    if not sources:
         raise PermanentError(f"tile {tile_id}: no description to fuse")
-    out = await run_fuse(await res.client("fuse"), cfg.fuse, [r.text for r in inputs])
-    rev = _revision(item, tile_id, out, parent_id=inputs[0].id, branch="caption")
-    rev.parent_ids = [r.id for r in inputs]
-    return _finish(item, rev, follow)
+    out = await run_fuse(await res.client("fuse"), cfg.fuse, [r.text for r in sources])
+    rev = _revision(item, tile_id, out, parent_id=sources[0].id, branch="caption")
+    rev.parent_ids = [r.id for r in sources]
+    return _finish(item, rev, out, follow)
 
 
-async def handle_degrade(item: Claimed, res: Resources) -> Completion:
+async def handle_degrade(item: Claimed, res: Resources, inputs: TileInputs | None) -> Completion:
     from pathgen.stages import run_degrade, seed_from_key
 
     tile_s, copy_s = item.key.split(":")
     tile_id, copy = int(tile_s), int(copy_s)
     follow = [NewWork("revise", f"{tile_id}:degraded:{copy}")]
-    source = await _description(res, item.run_id, tile_id)
+    found = await _inputs(res, item, inputs)
+    source = _description(res, found)
     if source is None:
         raise PermanentError(f"tile {tile_id}: no description to degrade")
-    existing = await _latest(res, item.run_id, tile_id, "degrade", "degraded", copy=copy)
+    existing = latest(found.revisions, "degrade", "degraded", copy=copy)
     cfg = res.settings.captioning.degrade
     if skipped := _skip(item, existing, follow, cfg, "degrade_llm_v1"):
         return skipped
@@ -282,46 +245,46 @@ async def handle_degrade(item: Claimed, res: Resources) -> Completion:
     rev = _revision(
         item, tile_id, out, parent_id=source.id, branch="degraded", extra_params={"copy": copy}
     )
-    return _finish(item, rev, follow)
+    return _finish(item, rev, out, follow)
 
 
-async def handle_revise(item: Claimed, res: Resources) -> Completion:
+async def handle_revise(item: Claimed, res: Resources, inputs: TileInputs | None) -> Completion:
     from pathgen.stages import run_revise
 
     parts = item.key.split(":")
     tile_id = int(parts[0])
+    found = await _inputs(res, item, inputs)
     if len(parts) == 1:  # the caption path: revise the description
         branch, follow = "caption", [NewWork("summarize", item.key)]
-        source = await _description(res, item.run_id, tile_id)
+        source = _description(res, found)
         extra: dict[str, Any] = {}
     else:  # the reviser's pass over a degraded copy
         copy = int(parts[2])
         branch, follow = "degraded", []
-        source = await _latest(res, item.run_id, tile_id, "degrade", "degraded", copy=copy)
+        source = latest(found.revisions, "degrade", "degraded", copy=copy)
         extra = {"copy": copy}
     if source is None:
         raise PermanentError(f"revise {item.key}: its input revision is missing")
-    existing = await _latest(res, item.run_id, tile_id, "revise", branch, parent_id=source.id)
-    if skipped := _skip(item, existing, follow, res.settings.captioning.revise, "revise_v1"):
+    existing = latest(found.revisions, "revise", branch, parent_id=source.id)
+    cfg = res.settings.captioning.revise
+    if skipped := _skip(item, existing, follow, cfg, "revise_v1"):
         return skipped
-    ctx = await _context(res, item.run_id, tile_id)
-    image = await _image(res, ctx)
     client = await res.client("revise")
-    out = await run_revise(
-        client, res.settings.captioning.revise, source.text, image=image, input_kind=source.stage
-    )
+    image = await _image(res, found, cfg.image_max_side)
+    out = await run_revise(client, cfg, source.text, image=image, input_kind=source.stage)
     rev = _revision(item, tile_id, out, parent_id=source.id, branch=branch, extra_params=extra)
-    return _finish(item, rev, follow)
+    return _finish(item, rev, out, follow)
 
 
-async def handle_summarize(item: Claimed, res: Resources) -> Completion:
+async def handle_summarize(item: Claimed, res: Resources, inputs: TileInputs | None) -> Completion:
     from pathgen.stages import run_summarize
 
     tile_id = int(item.key)
-    source = await _latest(res, item.run_id, tile_id, "revise", "caption")
+    found = await _inputs(res, item, inputs)
+    source = latest(found.revisions, "revise", "caption")
     if source is None:
         raise PermanentError(f"tile {tile_id}: no revised description to summarize")
-    existing = await _latest(res, item.run_id, tile_id, "summarize", "caption", parent_id=source.id)
+    existing = latest(found.revisions, "summarize", "caption", parent_id=source.id)
     cfg = res.settings.captioning
     if skipped := _skip(item, existing, [], cfg.summarize, "summarize_v1"):
         return skipped
@@ -330,4 +293,5 @@ async def handle_summarize(item: Claimed, res: Resources) -> Completion:
     out = await run_summarize(
         client, cfg.summarize, source.text, clip.count_tokens, max_clip_tokens=cfg.max_clip_tokens
     )
-    return _finish(item, _revision(item, tile_id, out, parent_id=source.id, branch="caption"), [])
+    rev = _revision(item, tile_id, out, parent_id=source.id, branch="caption")
+    return _finish(item, rev, out, [])

@@ -31,15 +31,16 @@ STAGE = "instruct"
 SOURCE_STAGES = ("revise", "human")
 
 
-Handler = Callable[[Claimed, Resources], Awaitable[Completion]]
+#: A caption handler: the item, the run's resources and the item's batch read.
+CaptionHandler = Callable[[Claimed, Resources, Any], Awaitable[Completion]]
 
 
-def queue_instruct_after(handler: Handler) -> Handler:
+def queue_instruct_after(handler: CaptionHandler) -> CaptionHandler:
     """Wrap the ``summarize`` handler: a finished summary also queues the tile's instruct
     item when the run has the stage enabled."""
 
-    async def handle(item: Claimed, res: Resources) -> Completion:
-        done = await handler(item, res)
+    async def handle(item: Claimed, res: Resources, inputs: Any) -> Completion:
+        done = await handler(item, res, inputs)
         if res.settings.captioning.instruct.enabled:
             done.follow_up.append(NewWork(STAGE, item.key))
         return done

@@ -1,0 +1,79 @@
+"""Tile images for the VLM stages: read and JPEG-encoded once per tile, off the event loop.
+
+A tile is sent by several calls (describe, revise of the description, revise of each
+degraded copy). :class:`TileImages` reads it from its slide (open readers shared through
+a :class:`~pathgen.slides.SlideCache`) and encodes it in a small thread pool of its own
+(slide decoding and JPEG encoding release the GIL, so they use the other cores while the
+event loop schedules calls), and keeps the encoded part in a bounded LRU cache for the
+calls that follow. Concurrent requests for the same tile share one read.
+
+Example::
+
+    images = TileImages(SlideCache(max_open=16), threads=4, max_cached=1024)
+    part = await images.get(path, x, y, size, tile_px, max_side=672)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pathgen.llm.base import ImagePart
+from pathgen.llm.images import encode_image
+from pathgen.slides import SlideCache, read_tile
+
+Key = tuple[str, int, int, int, int, int]
+
+
+class TileImages:
+    """Encoded tile images: bounded thread pool, bounded cache, one read per tile."""
+
+    def __init__(self, slides: SlideCache, *, threads: int = 4, max_cached: int = 1024) -> None:
+        self.slides = slides
+        self.max_cached = max_cached
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tile-image")
+        self._cache: OrderedDict[Key, ImagePart] = OrderedDict()
+        self._pending: dict[Key, asyncio.Future[ImagePart]] = {}
+        #: Tiles read and encoded (the rest came from the cache).
+        self.reads = 0
+
+    def _encode(self, key: Key) -> ImagePart:
+        path, x, y, size, tile_px, max_side = key
+        image = read_tile(self.slides.get(path), x, y, size, tile_px)
+        return encode_image(image, max_side=max_side)
+
+    async def get(
+        self, path: str, x: int, y: int, size: int, tile_px: int, *, max_side: int
+    ) -> ImagePart:
+        """The tile at level-0 ``(x, y)`` of side ``size`` as a JPEG of at most ``max_side``."""
+        key = (path, x, y, size, tile_px, max_side)
+        part = self._cache.get(key)
+        if part is not None:
+            self._cache.move_to_end(key)
+            return part
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ImagePart] = loop.run_in_executor(self._pool, self._encode, key)
+        self._pending[key] = future
+        try:
+            part = await asyncio.shield(future)
+        finally:
+            self._pending.pop(key, None)
+        self.reads += 1
+        self._cache[key] = part
+        while len(self._cache) > self.max_cached:
+            self._cache.popitem(last=False)
+        return part
+
+    def tile(self, row: Any, max_side: int) -> Any:
+        """:meth:`get` for a tile row with ``slide_path``, ``x``, ``y``, ``size``, ``tile_px``."""
+        return self.get(row.slide_path, row.x, row.y, row.size, row.tile_px, max_side=max_side)
+
+    def close(self) -> None:
+        """Forget the cache and let the threads finish."""
+        self._cache.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)

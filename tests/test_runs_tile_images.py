@@ -1,0 +1,40 @@
+"""Tile images for the VLM stages: one read and encode per tile, bounded cache, off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from pathgen.runs.tile_images import TileImages
+from pathgen.slides import SlideCache, write_synthetic_slide
+
+
+async def test_a_tile_is_read_once_for_all_its_calls_and_the_cache_is_bounded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.tiff"
+    write_synthetic_slide(path, 2048, 2048, mpp=0.5, seed=3)
+    images = TileImages(SlideCache(max_open=2), threads=2, max_cached=4)
+    loop_thread = threading.get_ident()
+    readers: set[int] = set()
+    encode = images._encode
+
+    def spy(key):  # noqa: ANN001, ANN202 - records which thread reads
+        readers.add(threading.get_ident())
+        return encode(key)
+
+    images._encode = spy  # type: ignore[method-assign]
+    try:
+        same = await asyncio.gather(
+            *(images.get(str(path), 0, 0, 336, 336, max_side=672) for _ in range(8))
+        )
+        assert images.reads == 1 and all(p is same[0] for p in same)
+        assert same[0].jpeg[:2] == b"\xff\xd8" and loop_thread not in readers
+        for i in [0, 1, 2, 3, 4, 4, 3, 2, 1]:  # 5 new tiles, then the 4 kept ones again
+            await images.get(str(path), 336 * i, 336, 336, 336, max_side=672)
+        assert images.reads == 6 and len(images._cache) == 4
+        again = await images.get(str(path), 0, 0, 336, 336, max_side=672)
+        assert images.reads == 7 and again.jpeg == same[0].jpeg  # evicted, read again
+    finally:
+        images.close()
