@@ -21,7 +21,16 @@ from pathgen.web import create_app
 from pathgen.web import pages as web_pages
 from pathgen.web.diffs import word_diff
 from tests.populate import Populated, populate
-from tests.webutil import card_ids, csrf_token, in_db, settings_for, stage_cell, stat
+from tests.webutil import (
+    add_account,
+    card_ids,
+    csrf_token,
+    in_db,
+    revision_shown,
+    settings_for,
+    stage_cell,
+    stat,
+)
 
 
 @pytest.fixture
@@ -37,7 +46,7 @@ async def populated(engine: AsyncEngine, db_url: str) -> tuple[str, Populated]:
 @pytest.fixture
 def client(populated: tuple[str, Populated]) -> Iterator[tuple[TestClient, str, Populated]]:
     url, p = populated
-    app = create_app(settings_for(url), reviewer="tester")
+    app = create_app(settings_for(url), reviewer="tester", allowed_hosts=["testserver"])
     with TestClient(app) as c:
         yield c, url, p
 
@@ -110,35 +119,51 @@ def test_ids_no_row_can_have_give_404(client: tuple[TestClient, str, Populated],
         r = c.get(path)
         assert r.status_code == 404, (path, r.status_code)
         assert "Not found" in r.text
-    r = _post(c, f"/tiles/{tile}/review", {"run_id": p.run_id, "decision": "accept"})
+    form = {"run_id": p.run_id, "decision": "accept", "revision_id": "1"}
+    r = _post(c, f"/tiles/{tile}/review", form)
     assert r.status_code == 404
+    # an oversized revision id in a form names nothing either (no database error)
+    token = csrf_token(c.get(f"/tiles/{p.tile_ids[0]}").text)
+    big = {**form, "csrf_token": token, "revision_id": "99999999999999999999999"}
+    assert _post(c, f"/tiles/{p.tile_ids[0]}/review", big).status_code in (400, 404)
 
 
 def _post(c: TestClient, path: str, data: dict[str, str]):  # noqa: ANN202
     return c.post(path, data=data, follow_redirects=False)
 
 
+def _login(c: TestClient, name: str, password: str) -> None:
+    token = csrf_token(c.get("/login").text)
+    form = {"csrf_token": token, "name": name, "password": password, "next": "/"}
+    r = _post(c, "/login", form)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/"
+
+
+def _shown(c: TestClient, tile_id: int, run_id: str) -> dict[str, str]:
+    """The hidden fields of the tile page's review form."""
+    html = c.get(f"/tiles/{tile_id}?run={run_id}").text
+    return {"csrf_token": csrf_token(html), "run_id": run_id, "revision_id": revision_shown(html)}
+
+
 def test_accept_reject_edit_record_rows(client: tuple[TestClient, str, Populated]) -> None:
     c, url, p = client
+    add_account(url, "ana", "curator", "ana-secret-pw")
+    _login(c, "ana", "ana-secret-pw")
     t_edit, t_accept, t_reject = p.tile_ids[0], p.tile_ids[1], p.tile_ids[2]
     page = c.get(f"/tiles/{t_edit}?run={p.run_id}")
-    assert 'value="tester"' in page.text  # the server's --reviewer default
-    token = csrf_token(page.text)
+    assert 'name="reviewer"' not in page.text  # the reviewer is the account, not free text
+    assert "signed in as <strong>ana</strong>" in page.text
     before = datetime.now(UTC)
     new_text = "Sheets of atypical epithelial cells with mitoses and <b>focal</b> necrosis."
-    r = _post(
-        c,
-        f"/tiles/{t_edit}/edit",
-        {"csrf_token": token, "run_id": p.run_id, "text": new_text, "reviewer": "ana"},
-    )
+    # a reviewer field sent anyway is ignored
+    form = {**_shown(c, t_edit, p.run_id), "text": new_text, "reviewer": "mallory"}
+    r = _post(c, f"/tiles/{t_edit}/edit", form)
     assert r.status_code == 303
     assert r.headers["location"] == f"/tiles/{t_edit}?run={p.run_id}"
-    assert c.cookies.get("pathgen_reviewer") == "ana"
     for tile_id, decision in ((t_accept, "accept"), (t_reject, "reject")):
         r = _post(
-            c,
-            f"/tiles/{tile_id}/review",
-            {"csrf_token": token, "run_id": p.run_id, "decision": decision, "reviewer": "ana"},
+            c, f"/tiles/{tile_id}/review", {**_shown(c, tile_id, p.run_id), "decision": decision}
         )
         assert r.status_code == 303
     after = datetime.now(UTC)
@@ -163,7 +188,6 @@ def test_accept_reject_edit_record_rows(client: tuple[TestClient, str, Populated
 
     # The tile page now shows the human revision as final, its diff and the review.
     html = c.get(f"/tiles/{t_edit}?run={p.run_id}").text
-    assert 'value="ana"' in html  # remembered reviewer
     assert "<ins>atypical</ins>" in html and "<del>pleomorphic</del>" in html
     assert "&lt;b&gt;focal&lt;/b&gt;" in html and "<b>focal" not in html
     assert 'class="badge badge-edit"' in html
@@ -174,19 +198,59 @@ def test_accept_reject_edit_record_rows(client: tuple[TestClient, str, Populated
     assert card_ids(c.get(f"/runs/{p.run_id}?review=unreviewed").text) == p.tile_ids[3:]
     dash = c.get("/").text
     assert (stat(dash, "accepted"), stat(dash, "edited"), stat(dash, "rejected")) == ("1", "1", "1")
+    assert stat(dash, "unreviewed") == str(len(p.tile_ids) - 3)
+
+
+def test_stale_forms_get_a_conflict_and_store_nothing(
+    client: tuple[TestClient, str, Populated],
+) -> None:
+    """A opens tile 9, B edits it, then A's edit or Accept of the old text answers 409."""
+    c, url, p = client
+    tid = p.tile_ids[4]
+    shown_to_a = _shown(c, tid, p.run_id)
+    b_text = "Nests of tumour cells in a desmoplastic stroma, written by B."
+    r = _post(c, f"/tiles/{tid}/edit", {**_shown(c, tid, p.run_id), "text": b_text})
+    assert r.status_code == 303
+    a_text = "Edit by A of the text A saw."
+    r = _post(c, f"/tiles/{tid}/edit", {**shown_to_a, "text": a_text})
+    assert r.status_code == 409
+    assert 'id="conflict"' in r.text
+    assert b_text in r.text and a_text in r.text  # the newer text, and A's edit kept for A
+    assert "written by tester" in r.text
+    # the conflict page offers a form for the newer revision
+    newer = revision_shown(r.text)
+    assert newer != shown_to_a["revision_id"]
+    r = _post(c, f"/tiles/{tid}/review", {**shown_to_a, "decision": "accept"})
+    assert r.status_code == 409
+
+    async def rows(s: AsyncSession) -> tuple[list[str], list[tuple[str, int | None]]]:
+        human = await s.scalars(
+            select(CaptionRevision.text).where(
+                CaptionRevision.tile_id == tid, CaptionRevision.stage == "human"
+            )
+        )
+        reviews = await s.execute(
+            select(Review.decision, Review.revision_id).where(Review.tile_id == tid)
+        )
+        return list(human), [tuple(r) for r in reviews]
+
+    human, reviews = in_db(url, rows)
+    assert human == [b_text]
+    assert reviews == [("edit", int(newer))]
+    # reviewing the newer revision from the conflict page works
+    form = {**shown_to_a, "revision_id": newer, "decision": "accept"}
+    assert _post(c, f"/tiles/{tid}/review", form).status_code == 303
 
 
 def test_empty_or_unchanged_edit_is_refused(client: tuple[TestClient, str, Populated]) -> None:
     c, url, p = client
-    token = csrf_token(c.get(f"/tiles/{p.tile_ids[3]}").text)
-    base = {"csrf_token": token, "run_id": p.run_id, "reviewer": "ana"}
-    assert _post(c, f"/tiles/{p.tile_ids[3]}/edit", {**base, "text": "   "}).status_code == 400
-    r = c.get(f"/tiles/{p.tile_ids[3]}")
+    tid = p.tile_ids[3]
+    base = _shown(c, tid, p.run_id)
+    assert _post(c, f"/tiles/{tid}/edit", {**base, "text": "   "}).status_code == 400
+    r = c.get(f"/tiles/{tid}")
     current = r.text.split('id="edit-text"', 1)[1].split(">", 1)[1].split("</textarea>", 1)[0]
     unchanged = {**base, "text": current.replace("&#39;", "'")}
-    assert _post(c, f"/tiles/{p.tile_ids[3]}/edit", unchanged).status_code == 400
-    no_name = {**base, "reviewer": " ", "decision": "accept"}
-    assert _post(c, f"/tiles/{p.tile_ids[3]}/review", no_name).status_code == 400
+    assert _post(c, f"/tiles/{tid}/edit", unchanged).status_code == 400
     assert in_db(url, lambda s: s.scalar(select(Review.id).limit(1))) is None
     assert (
         in_db(
@@ -231,8 +295,9 @@ def test_post_without_valid_csrf_token_is_refused(
 ) -> None:
     c, url, p = client
     tid = p.tile_ids[1]
-    token = csrf_token(c.get(f"/tiles/{tid}").text)
-    form = {"run_id": p.run_id, "decision": "accept", "reviewer": "mallory"}
+    html = c.get(f"/tiles/{tid}").text
+    token = csrf_token(html)
+    form = {"run_id": p.run_id, "decision": "accept", "revision_id": revision_shown(html)}
     assert _post(c, f"/tiles/{tid}/review", form).status_code == 403
     bad = {**form, "csrf_token": "x" * 43}
     assert _post(c, f"/tiles/{tid}/review", bad).status_code == 403
@@ -252,8 +317,11 @@ def test_post_without_valid_csrf_token_is_refused(
     )
     assert r.status_code == 403
     # A fresh client (no cookie) replaying someone's token is refused too.
-    other = TestClient(c.app)
-    assert _post(other, f"/tiles/{tid}/edit", {**good, "text": "x"}).status_code == 403
+    saved = dict(c.cookies)
+    c.cookies.clear()
+    assert _post(c, f"/tiles/{tid}/edit", {**good, "text": "x"}).status_code == 403
+    c.cookies.clear()
+    c.cookies.update(saved)
     assert in_db(url, lambda s: s.scalar(select(Review.id).limit(1))) is None
     # ... and the genuine form post works.
     assert _post(c, f"/tiles/{tid}/review", good).status_code == 303
