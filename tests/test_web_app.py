@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pathgen.slides import open_slide, read_tile
 from pathgen.store.engine import session_scope
-from pathgen.store.models import CaptionRevision, Review, Slide, WorkItem
+from pathgen.store.models import CaptionRevision, CurationTile, Review, Slide, WorkItem
 from pathgen.web import create_app
 from pathgen.web import pages as web_pages
 from pathgen.web.diffs import word_diff
@@ -362,17 +363,58 @@ def test_text_search_marks_matches(client: tuple[TestClient, str, Populated]) ->
     assert c.get(f"/runs/{p.run_id}/search", params={"q": "x", "mode": "bogus"}).status_code == 400
 
 
-def test_grid_pages(
+def _link(html: str, link_id: str) -> str:
+    match = re.search(rf'href="([^"]+)" id="{link_id}"', html)
+    assert match, f"page has no link {link_id}"
+    return match.group(1).replace("&amp;", "&")
+
+
+def test_grid_pages_by_cursor_with_jump_filters_and_sorts(
     client: tuple[TestClient, str, Populated], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    c, _, p = client
+    c, url, p = client
     monkeypatch.setattr(web_pages, "PER_PAGE", 4)
-    first = c.get(f"/runs/{p.run_id}").text
-    second = c.get(f"/runs/{p.run_id}?page=2").text
+    base = f"/runs/{p.run_id}"
+    first = c.get(base).text
     assert card_ids(first) == p.tile_ids[:4]
+    assert "tiles 1–4 of 6" in first
+    second = c.get(_link(first, "next-page")).text
     assert card_ids(second) == p.tile_ids[4:]
-    assert "page 2 of 2" in second
-    assert c.get(f"/runs/{p.run_id}?review=bogus").status_code == 400
+    assert "tiles 5–6 of 6" in second
+    assert 'id="next-page"' not in second
+    assert card_ids(c.get(_link(second, "prev-page")).text) == p.tile_ids[:4]
+    last = c.get(_link(first, "last-page")).text
+    assert card_ids(last) == p.tile_ids[2:]
+    assert "tiles 3–6 of 6" in last
+    jump = c.get(base, params={"at": 3}).text
+    assert card_ids(jump) == p.tile_ids[2:6]
+    past = c.get(base, params={"at": 99})
+    assert past.status_code == 200 and 'id="past-end"' in past.text
+    assert card_ids(c.get(base, params={"sort": "-id"}).text) == p.tile_ids[::-1][:4]
+    # filters on indexed columns of the curation index
+
+    async def scores(s: AsyncSession) -> None:
+        for n, tid in enumerate(p.tile_ids):
+            await s.execute(
+                update(CurationTile)
+                .where(CurationTile.tile_id == tid)
+                .values(score=0.1 * n, organ="lung" if n % 2 else "breast")
+            )
+
+    in_db(url, scores)
+    ranged = c.get(base, params={"score_min": "0.15", "score_max": "0.45", "sort": "-score"})
+    assert card_ids(ranged.text) == [p.tile_ids[4], p.tile_ids[3], p.tile_ids[2]]
+    assert card_ids(c.get(base, params={"organ": "lung"}).text) == p.tile_ids[1::2]
+    assert (
+        card_ids(c.get(base, params={"slide": p.slide_id, "stage": "summarize"}).text)
+        == (p.tile_ids[:4])
+    )
+    assert card_ids(c.get(base, params={"reviewer": "nobody"}).text) == []
+    assert c.get(base, params={"review": "bogus"}).status_code == 400
+    assert c.get(base, params={"sort": "caption"}).status_code == 400
+    assert c.get(base, params={"after": "not-a-key"}).status_code == 400
+    assert c.get(base, params={"score_min": "high"}).status_code == 400
+    assert c.get(base, params={"slide": "99999999999999999999"}).status_code == 400
 
 
 def test_serve_refuses_a_database_without_schema(tmp_path: Path) -> None:

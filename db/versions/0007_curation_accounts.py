@@ -7,11 +7,13 @@ Revises: 0005
 cookies stored as SHA-256 digests). ``review_holds``: tiles handed out by "Review next".
 ``curation_tiles``: one row per captioned tile of a run (slide, organ, label, CLIP score,
 final revision, review state, reviewer), and ``run_tallies``: per-run counts (revisions
-by stage and status with token and cost sums; captioned tiles by review state). Both are
-kept by triggers on ``caption_revisions``, ``reviews``, ``selections`` and
+by stage and status with token and cost sums; captioned tiles by review state; finished
+work items by stage; kept tiles by slide and selection round). Both are kept by triggers
+on ``caption_revisions``, ``reviews``, ``selections``, ``work_items`` and
 ``curation_tiles`` in the writer's own transaction: SQLite row triggers, Postgres
 statement triggers over transition tables (one upsert per statement, keys in order).
-Existing rows are backfilled.
+Existing rows are backfilled. ``ix_work_items_open`` (partial: not done) lets the
+dashboard count queued, leased and failed items without reading finished ones.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ depends_on: str | Sequence[str] | None = None
 
 FINAL = "stage IN ('summarize', 'human') AND branch = 'caption' AND status = 'ok'"
 FINAL_X = FINAL.replace(" AND ", " AND x.")
+KEPT_KEY = "CAST({slide} AS VARCHAR(20)) || ':' || CAST({round} AS VARCHAR(20))"
 SCORE = """(SELECT s.score FROM selections s WHERE s.tile_id = {tile} AND s.run_id = {run}
            ORDER BY s.round DESC LIMIT 1)"""
 
@@ -48,6 +51,14 @@ BACKFILL = (
     SELECT run_id, 'revisions', stage || ':' || status, count(*), sum(input_tokens),
         sum(output_tokens), sum(cost)
     FROM caption_revisions GROUP BY run_id, stage, status""",
+    """INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+    SELECT run_id, 'work_done', stage, count(*), 0, 0, 0
+    FROM work_items WHERE status = 'done' GROUP BY run_id, stage""",
+    f"""INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+    SELECT s.run_id, 'kept', {KEPT_KEY.format(slide="t.slide_id", round="s.round")},
+        count(*), 0, 0, 0
+    FROM selections s JOIN tiles t ON t.id = s.tile_id WHERE s.kept
+    GROUP BY s.run_id, t.slide_id, s.round""",
 )
 
 SQLITE_TALLY_TRIGGERS = (
@@ -95,10 +106,34 @@ SQLITE_SOURCE_TRIGGERS = (
         UPDATE curation_tiles SET review = new.decision, reviewer = new.reviewer
         WHERE run_id = new.run_id AND tile_id = new.tile_id;
     END""",
-    """CREATE TRIGGER curation_after_selection AFTER INSERT ON selections
+    f"""CREATE TRIGGER curation_after_selection AFTER INSERT ON selections
     BEGIN
         UPDATE curation_tiles SET score = new.score
         WHERE run_id = new.run_id AND tile_id = new.tile_id;
+        INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+        SELECT new.run_id, 'kept', {KEPT_KEY.format(slide="t.slide_id", round="new.round")},
+            1, 0, 0, 0
+        FROM tiles t WHERE t.id = new.tile_id AND new.kept
+        ON CONFLICT (run_id, kind, key) DO UPDATE SET n = n + 1;
+    END""",
+    """CREATE TRIGGER work_tally_insert AFTER INSERT ON work_items WHEN new.status = 'done'
+    BEGIN
+        INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+        VALUES (new.run_id, 'work_done', new.stage, 1, 0, 0, 0)
+        ON CONFLICT (run_id, kind, key) DO UPDATE SET n = n + 1;
+    END""",
+    """CREATE TRIGGER work_tally_update AFTER UPDATE OF status ON work_items
+    WHEN (old.status = 'done') <> (new.status = 'done')
+    BEGIN
+        INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+        VALUES (new.run_id, 'work_done', new.stage,
+                CASE WHEN new.status = 'done' THEN 1 ELSE -1 END, 0, 0, 0)
+        ON CONFLICT (run_id, kind, key) DO UPDATE SET n = n + excluded.n;
+    END""",
+    """CREATE TRIGGER work_tally_delete AFTER DELETE ON work_items WHEN old.status = 'done'
+    BEGIN
+        UPDATE run_tallies SET n = n - 1
+        WHERE run_id = old.run_id AND kind = 'work_done' AND key = old.stage;
     END""",
 )
 SQLITE_TRIGGERS = (
@@ -107,6 +142,9 @@ SQLITE_TRIGGERS = (
     "curation_after_revision",
     "curation_after_review",
     "curation_after_selection",
+    "work_tally_insert",
+    "work_tally_update",
+    "work_tally_delete",
 )
 
 _UPSERT_TALLY = """ON CONFLICT (run_id, kind, key) DO UPDATE SET n = run_tallies.n + excluded.n,
@@ -150,11 +188,34 @@ POSTGRES_FUNCTIONS = {
         FROM (SELECT DISTINCT ON (run_id, tile_id) run_id, tile_id, decision, reviewer
               FROM new_rows ORDER BY run_id, tile_id, id DESC) r
         WHERE c.run_id = r.run_id AND c.tile_id = r.tile_id;""",
-    "curation_after_selection": """
+    "curation_after_selection": f"""
         UPDATE curation_tiles c SET score = s.score
         FROM (SELECT DISTINCT ON (run_id, tile_id) run_id, tile_id, score
               FROM new_rows ORDER BY run_id, tile_id, round DESC) s
-        WHERE c.run_id = s.run_id AND c.tile_id = s.tile_id;""",
+        WHERE c.run_id = s.run_id AND c.tile_id = s.tile_id;
+        INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+        SELECT s.run_id, 'kept', {KEPT_KEY.format(slide="t.slide_id", round="s.round")},
+            count(*), 0, 0, 0
+        FROM new_rows s JOIN tiles t ON t.id = s.tile_id WHERE s.kept
+        GROUP BY s.run_id, t.slide_id, s.round ORDER BY 1, 3
+        {_UPSERT_TALLY};""",
+    "work_tally_insert": f"""
+        INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+        SELECT run_id, 'work_done', stage, count(*), 0, 0, 0 FROM new_rows
+        WHERE status = 'done' GROUP BY run_id, stage ORDER BY 1, 3
+        {_UPSERT_TALLY};""",
+    "work_tally_update": f"""
+        INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+        SELECT run_id, 'work_done', stage, sum(d), 0, 0, 0 FROM (
+            SELECT run_id, stage, -1 AS d FROM old_rows WHERE status = 'done'
+            UNION ALL SELECT run_id, stage, 1 AS d FROM new_rows WHERE status = 'done') x
+        GROUP BY run_id, stage HAVING sum(d) <> 0 ORDER BY 1, 3
+        {_UPSERT_TALLY};""",
+    "work_tally_delete": f"""
+        INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+        SELECT run_id, 'work_done', stage, -count(*), 0, 0, 0 FROM old_rows
+        WHERE status = 'done' GROUP BY run_id, stage ORDER BY 1, 3
+        {_UPSERT_TALLY};""",
 }
 _NEW = "REFERENCING NEW TABLE AS new_rows"
 POSTGRES_TRIGGERS = {
@@ -165,6 +226,11 @@ POSTGRES_TRIGGERS = {
     "curation_after_revision": f"AFTER INSERT ON caption_revisions {_NEW}",
     "curation_after_review": f"AFTER INSERT ON reviews {_NEW}",
     "curation_after_selection": f"AFTER INSERT ON selections {_NEW}",
+    "work_tally_insert": f"AFTER INSERT ON work_items {_NEW}",
+    "work_tally_update": (
+        "AFTER UPDATE ON work_items REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
+    ),
+    "work_tally_delete": "AFTER DELETE ON work_items REFERENCING OLD TABLE AS old_rows",
 }
 TABLE_OF = {
     "curation_tiles_tally_insert": "curation_tiles",
@@ -172,6 +238,9 @@ TABLE_OF = {
     "curation_after_revision": "caption_revisions",
     "curation_after_review": "reviews",
     "curation_after_selection": "selections",
+    "work_tally_insert": "work_items",
+    "work_tally_update": "work_items",
+    "work_tally_delete": "work_items",
 }
 
 
@@ -280,6 +349,13 @@ def _tables() -> None:
     )
     op.create_index(op.f("ix_review_holds_account"), "review_holds", ["account"])
     op.create_index(op.f("ix_selections_tile_id"), "selections", ["tile_id"])
+    op.create_index(
+        "ix_work_items_open",
+        "work_items",
+        ["run_id", "stage", "status"],
+        sqlite_where=sa.text("status <> 'done'"),
+        postgresql_where=sa.text("status <> 'done'"),
+    )
 
 
 def upgrade() -> None:
@@ -297,6 +373,7 @@ def downgrade() -> None:
         else:
             op.execute(f"DROP TRIGGER IF EXISTS {name} ON {TABLE_OF[name]}")
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
+    op.drop_index("ix_work_items_open", table_name="work_items")
     op.drop_index(op.f("ix_selections_tile_id"), table_name="selections")
     for table in ("review_holds", "run_tallies", "curation_tiles", "web_sessions", "accounts"):
         op.drop_table(table)

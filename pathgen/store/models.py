@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -244,6 +245,14 @@ class WorkItem(Base):
         UniqueConstraint("run_id", "stage", "key"),
         Index(None, "run_id", "stage", "status", "available_at"),
         Index(None, "status", "lease_expires_at"),
+        Index(
+            "ix_work_items_open",
+            "run_id",
+            "stage",
+            "status",
+            sqlite_where=text("status <> 'done'"),
+            postgresql_where=text("status <> 'done'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -330,8 +339,10 @@ class CurationTile(Base):
 class RunTally(Base):
     """Counts kept per run as rows change (by triggers), so the dashboard reads, not counts.
 
-    ``kind`` is ``revisions`` (``key`` = ``stage:status``, with token and cost sums) or
-    ``review`` (``key`` = a review state; the states sum to the run's captioned tiles).
+    ``kind`` is ``revisions`` (``key`` = ``stage:status``, with token and cost sums),
+    ``review`` (``key`` = a review state; the states sum to the run's captioned tiles),
+    ``work_done`` (``key`` = stage: finished work items) or ``kept`` (``key`` =
+    ``slide_id:round``: tiles that selection round kept).
     """
 
     __tablename__ = "run_tallies"

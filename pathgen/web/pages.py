@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -16,15 +17,14 @@ from pathgen.errors import PathgenError
 from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, Run
 from pathgen.web.diffs import diff_stats, word_diff
-from pathgen.web.params import RowId
+from pathgen.web.grid import REVIEW_STATES, SORTS, GridQuery, grid_page, review_totals
+from pathgen.web.params import MAX_ROW_ID, RowId
 from pathgen.web.queries import (
-    REVIEW_STATES,
     GridItem,
+    filter_options,
     grid_items,
-    review_counts,
     run_summaries,
     tile_detail,
-    tile_grid,
 )
 from pathgen.web.render import render
 from pathgen.web.semantic import search_by_meaning
@@ -58,21 +58,62 @@ def _mark_missing(items: list[GridItem]) -> dict[int, bool]:
     return {sid: slide_missing(path) for sid, path in {(i.slide.id, i.slide.path) for i in items}}
 
 
+def _blank(value: str | None) -> str | None:
+    return value.strip() or None if value is not None else None
+
+
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="run")
 async def run_page(
     request: Request,
     run_id: str,
     review: str | None = Query(None),
-    page: int = Query(1, ge=1),
+    slide: str | None = Query(None, max_length=12),
+    organ: str | None = Query(None, max_length=64),
+    label: str | None = Query(None, max_length=255),
+    stage: str | None = Query(None, max_length=32),
+    reviewer: str | None = Query(None, max_length=128),
+    score_min: str | None = Query(None, max_length=32),
+    score_max: str | None = Query(None, max_length=32),
+    sort: str = Query("id"),
+    after: str | None = Query(None, max_length=64),
+    before: str | None = Query(None, max_length=64),
+    last: bool = Query(False),
+    at: int | None = Query(None, ge=1, le=MAX_ROW_ID),
+    pos: int | None = Query(None, ge=1, le=MAX_ROW_ID),
 ) -> HTMLResponse:
     if review not in (None, "", *REVIEW_STATES):
         raise HTTPException(400, f"review filter must be one of {', '.join(REVIEW_STATES)}")
-    review = review or None
+    if sort not in SORTS:
+        raise HTTPException(400, f"sort must be one of {', '.join(SORTS)}")
+    try:
+        q = GridQuery(
+            review=_blank(review),
+            slide=_number(slide, int, "slide"),
+            organ=_blank(organ),
+            label=_blank(label),
+            stage=_blank(stage),
+            reviewer=_blank(reviewer),
+            score_min=_number(score_min, float, "score_min"),
+            score_max=_number(score_max, float, "score_max"),
+            sort=sort,
+            after=_blank(after),
+            before=_blank(before),
+            last=last,
+            at=at,
+            pos=pos,
+        )
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
     await _run_or_404(request, run_id)
     async with read_scope(request.app.state.engine) as session:
         summary = (await run_summaries(session, run_id))[0]
-        grid = await tile_grid(session, run_id, review=review, page=page, per_page=PER_PAGE)
-        counts = await review_counts(session, run_id)
+        try:
+            grid = await grid_page(session, run_id, q, per_page=PER_PAGE)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        items = await grid_items(session, run_id, grid.tile_ids)
+        counts = await review_totals(session, run_id)
+        options = await filter_options(session, run_id)
     return render(
         request,
         "run.html",
@@ -80,12 +121,30 @@ async def run_page(
             "summary": summary,
             "run": summary.run,
             "grid": grid,
-            "review": review,
+            "items": items,
+            "q": q,
+            "filters": q.filters(),
             "counts": counts,
             "states": REVIEW_STATES,
-            "missing": _mark_missing(grid.items),
+            "sorts": SORTS,
+            "options": options,
+            "per_page": PER_PAGE,
+            "missing": _mark_missing(items),
         },
     )
+
+
+def _number(raw: str | None, kind: type[int] | type[float], name: str) -> Any:
+    raw = _blank(raw)
+    if raw is None:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if kind is int and not 1 <= value <= MAX_ROW_ID:
+        raise ValueError(f"{name} {raw} names no slide")
+    return value
 
 
 @dataclass
