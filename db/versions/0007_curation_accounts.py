@@ -348,7 +348,9 @@ def _tables() -> None:
         sa.PrimaryKeyConstraint("run_id", "tile_id", name=op.f("pk_review_holds")),
     )
     op.create_index(op.f("ix_review_holds_account"), "review_holds", ["account"])
-    op.create_index(op.f("ix_selections_tile_id"), "selections", ["tile_id"])
+    op.create_index(
+        op.f("ix_selections_tile_id_run_id_round"), "selections", ["tile_id", "run_id", "round"]
+    )
     op.create_index(
         "ix_work_items_open",
         "work_items",
@@ -374,6 +376,6 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {name} ON {TABLE_OF[name]}")
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
     op.drop_index("ix_work_items_open", table_name="work_items")
-    op.drop_index(op.f("ix_selections_tile_id"), table_name="selections")
+    op.drop_index(op.f("ix_selections_tile_id_run_id_round"), table_name="selections")
     for table in ("review_holds", "run_tallies", "curation_tiles", "web_sessions", "accounts"):
         op.drop_table(table)

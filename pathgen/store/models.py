@@ -175,13 +175,16 @@ class Selection(Base):
     """A selection decision on a tile in one round; a slide's newest round is its current one."""
 
     __tablename__ = "selections"
-    __table_args__ = (UniqueConstraint("run_id", "round", "tile_id"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "round", "tile_id"),
+        Index(None, "tile_id", "run_id", "round"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
     round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     model_fingerprint: Mapped[str | None] = mapped_column(String(128))
-    tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"), index=True)
+    tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"))
     kept: Mapped[bool] = mapped_column(Boolean)
     reasons: Mapped[list[Any]] = mapped_column(JSON)
     prompt_key: Mapped[str | None] = mapped_column(String(255))

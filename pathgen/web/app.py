@@ -34,7 +34,7 @@ from pathgen.settings import Settings
 from pathgen.slides import SlideCache
 from pathgen.store import migrate
 from pathgen.store.engine import make_engine
-from pathgen.web import actions, login, media, pages
+from pathgen.web import actions, login, media, pages, review_queue
 from pathgen.web.auth import CSP, LOOPBACK_HOSTS, PUBLIC_PREFIXES, host_allowed, identify
 from pathgen.web.csrf import request_token, set_token_cookie
 from pathgen.web.render import STATIC_DIR, make_templates, render
@@ -101,6 +101,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(media.router)
     app.include_router(actions.router)
+    app.include_router(review_queue.router)
 
     def _headers(response: Response) -> Response:
         response.headers.setdefault("Content-Security-Policy", CSP)

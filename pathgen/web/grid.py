@@ -85,9 +85,10 @@ def _parse_key(sort: str, raw: str) -> tuple[Any, ...]:
         raise ValueError(f"bad page cursor {raw!r}") from None
 
 
-def _filtered(run_id: str, q: GridQuery) -> Select[Any]:
+def conditions(q: GridQuery) -> list[Any]:
+    """``q``'s filters as conditions on :class:`CurationTile` (the run not included)."""
     c = CurationTile
-    stmt = select(c.tile_id, c.score).where(c.run_id == run_id)
+    out: list[Any] = []
     for column, value in (
         (c.review, q.review),
         (c.slide_id, q.slide),
@@ -97,14 +98,19 @@ def _filtered(run_id: str, q: GridQuery) -> Select[Any]:
         (c.reviewer, q.reviewer),
     ):
         if value is not None:
-            stmt = stmt.where(column == value)
+            out.append(column == value)
     if q.score_min is not None:
-        stmt = stmt.where(c.score >= q.score_min)
+        out.append(c.score >= q.score_min)
     if q.score_max is not None:
-        stmt = stmt.where(c.score <= q.score_max)
+        out.append(c.score <= q.score_max)
     if q.sort.endswith("score"):
-        stmt = stmt.where(c.score.is_not(None))
-    return stmt
+        out.append(c.score.is_not(None))
+    return out
+
+
+def _filtered(run_id: str, q: GridQuery) -> Select[Any]:
+    c = CurationTile
+    return select(c.tile_id, c.score).where(c.run_id == run_id, *conditions(q))
 
 
 async def review_totals(session: AsyncSession, run_id: str) -> dict[str, int]:
@@ -167,6 +173,26 @@ async def grid_page(
         has_prev = q.after is not None or bool(position and position > 1)
         has_next = more
     return KeysetPage(ids, first, last, has_prev, has_next, total, position, q)
+
+
+async def neighbours(
+    session: AsyncSession, run_id: str, q: GridQuery, tile_id: int
+) -> tuple[int | None, int | None]:
+    """The tiles before and after ``tile_id`` in the grid of ``q`` (``None`` at the ends)."""
+    score = await session.scalar(
+        select(CurationTile.score).where(
+            CurationTile.run_id == run_id, CurationTile.tile_id == tile_id
+        )
+    )
+    if score is None and q.sort.endswith("score"):
+        return None, None
+    key = _key(q.sort, tile_id, score)
+    before = await grid_page(session, run_id, with_cursor(q, before=key), per_page=1)
+    after = await grid_page(session, run_id, with_cursor(q, after=key), per_page=1)
+    return (
+        before.tile_ids[0] if before.tile_ids else None,
+        after.tile_ids[0] if after.tile_ids else None,
+    )
 
 
 def with_cursor(q: GridQuery, **changes: Any) -> GridQuery:

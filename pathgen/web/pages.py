@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
 from pathgen.curation import search_captions
+from pathgen.curation.holds import holder
 from pathgen.curation.search import CaptionHit
 from pathgen.errors import PathgenError
 from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, Run
 from pathgen.web.diffs import diff_stats, word_diff
-from pathgen.web.grid import REVIEW_STATES, SORTS, GridQuery, grid_page, review_totals
-from pathgen.web.params import MAX_ROW_ID, RowId
+from pathgen.web.filters import grid_query
+from pathgen.web.grid import REVIEW_STATES, SORTS, GridQuery, grid_page, neighbours, review_totals
+from pathgen.web.params import RowId
 from pathgen.web.queries import (
     GridItem,
     filter_options,
@@ -26,7 +27,7 @@ from pathgen.web.queries import (
     run_summaries,
     tile_detail,
 )
-from pathgen.web.render import render
+from pathgen.web.render import query_url, render
 from pathgen.web.semantic import search_by_meaning
 
 router = APIRouter()
@@ -58,52 +59,10 @@ def _mark_missing(items: list[GridItem]) -> dict[int, bool]:
     return {sid: slide_missing(path) for sid, path in {(i.slide.id, i.slide.path) for i in items}}
 
 
-def _blank(value: str | None) -> str | None:
-    return value.strip() or None if value is not None else None
-
-
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="run")
 async def run_page(
-    request: Request,
-    run_id: str,
-    review: str | None = Query(None),
-    slide: str | None = Query(None, max_length=12),
-    organ: str | None = Query(None, max_length=64),
-    label: str | None = Query(None, max_length=255),
-    stage: str | None = Query(None, max_length=32),
-    reviewer: str | None = Query(None, max_length=128),
-    score_min: str | None = Query(None, max_length=32),
-    score_max: str | None = Query(None, max_length=32),
-    sort: str = Query("id"),
-    after: str | None = Query(None, max_length=64),
-    before: str | None = Query(None, max_length=64),
-    last: bool = Query(False),
-    at: int | None = Query(None, ge=1, le=MAX_ROW_ID),
-    pos: int | None = Query(None, ge=1, le=MAX_ROW_ID),
+    request: Request, run_id: str, q: GridQuery = Depends(grid_query)
 ) -> HTMLResponse:
-    if review not in (None, "", *REVIEW_STATES):
-        raise HTTPException(400, f"review filter must be one of {', '.join(REVIEW_STATES)}")
-    if sort not in SORTS:
-        raise HTTPException(400, f"sort must be one of {', '.join(SORTS)}")
-    try:
-        q = GridQuery(
-            review=_blank(review),
-            slide=_number(slide, int, "slide"),
-            organ=_blank(organ),
-            label=_blank(label),
-            stage=_blank(stage),
-            reviewer=_blank(reviewer),
-            score_min=_number(score_min, float, "score_min"),
-            score_max=_number(score_max, float, "score_max"),
-            sort=sort,
-            after=_blank(after),
-            before=_blank(before),
-            last=last,
-            at=at,
-            pos=pos,
-        )
-    except ValueError as exc:
-        raise HTTPException(400, str(exc)) from None
     await _run_or_404(request, run_id)
     async with read_scope(request.app.state.engine) as session:
         summary = (await run_summaries(session, run_id))[0]
@@ -134,19 +93,6 @@ async def run_page(
     )
 
 
-def _number(raw: str | None, kind: type[int] | type[float], name: str) -> Any:
-    raw = _blank(raw)
-    if raw is None:
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from None
-    if kind is int and not 1 <= value <= MAX_ROW_ID:
-        raise ValueError(f"{name} {raw} names no slide")
-    return value
-
-
 @dataclass
 class RevisionView:
     rev: CaptionRevision
@@ -160,14 +106,29 @@ class RevisionView:
 
 @router.get("/tiles/{tile_id}", response_class=HTMLResponse, name="tile")
 async def tile_page(
-    request: Request, tile_id: RowId, run: str | None = Query(None)
+    request: Request,
+    tile_id: RowId,
+    run: str | None = Query(None, max_length=64),
+    queue: bool = Query(False),
+    q: GridQuery = Depends(grid_query),
 ) -> HTMLResponse:
+    """The tile, its caption history and the review form; ``queue``: opened by "Review
+    next" (after an action the next tile of the filter opens)."""
+    filters = q.filters()
+    prev_id = next_id = None
+    held = None
     async with read_scope(request.app.state.engine) as session:
         detail = await tile_detail(session, tile_id, run or None)
         if detail is None:
             raise HTTPException(404, f"tile {tile_id} does not exist")
         if run and run not in detail.runs:
             raise HTTPException(404, f"tile {tile_id} is not part of run {run!r}")
+        if detail.run_id is not None:
+            try:
+                prev_id, next_id = await neighbours(session, detail.run_id, q, tile_id)
+            except ValueError as exc:
+                raise HTTPException(400, str(exc)) from None
+            held = await holder(session, detail.run_id, tile_id)
     by_id = {r.id: r for r in detail.revisions}
     views = []
     for rev in detail.revisions:
@@ -209,6 +170,12 @@ async def tile_page(
             "state": review.decision if review else "unreviewed",
             "missing": slide_missing(slide.path),
             "rect": rect,
+            "filters": filters,
+            "queue": queue,
+            "prev_id": prev_id,
+            "next_id": next_id,
+            "held": held if held and held[0] != request.state.user.name else None,
+            "queue_url": query_url(f"/runs/{quote(detail.run_id or '', safe='')}/next", filters),
             "next_url": request.url.path
             + (f"?run={quote(detail.run_id, safe='')}" if detail.run_id else ""),
         },

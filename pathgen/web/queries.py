@@ -103,6 +103,7 @@ async def _queue_counts(
         select(WorkItem.run_id, WorkItem.stage, func.count())
         .where(
             WorkItem.run_id.in_(ids),
+            text("status <> 'done'"),  # through the partial index: open items only
             WorkItem.status == "leased",
             WorkItem.lease_expires_at < utcnow(),
         )

@@ -33,7 +33,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["count"] = _count
     env.filters["when"] = _when
     env.filters["urlpart"] = lambda v: quote(str(v), safe="")
-    env.globals["query"] = _query
+    env.globals["query"] = query_url
     return Jinja2Templates(env=env)
 
 
@@ -52,9 +52,9 @@ def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "-"
 
 
-def _query(path: str, **params: Any) -> str:
+def query_url(path: str, params: dict[str, Any] | None = None, /, **more: Any) -> str:
     """``path?k=v`` with the params that are set (URL-encoded)."""
-    clean = {k: v for k, v in params.items() if v is not None and v != ""}
+    clean = {k: v for k, v in {**(params or {}), **more}.items() if v is not None and v != ""}
     return f"{path}?{urlencode(clean)}" if clean else path
 
 

@@ -10,6 +10,8 @@
     sel.addEventListener("change", () => sel.form.submit());
   }
   const help = document.getElementById("keys-help");
+  const toggle = document.getElementById("keys-toggle");
+  if (toggle && help) toggle.addEventListener("click", (ev) => { ev.preventDefault(); help.hidden = !help.hidden; });
   document.addEventListener("keydown", (ev) => {
     const t = ev.target;
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && t && t.id === "edit-text") {
