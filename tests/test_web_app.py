@@ -398,6 +398,12 @@ def test_text_search_marks_matches(client: tuple[TestClient, str, Populated]) ->
     nothing = c.get(f"/runs/{p.run_id}/search", params={"q": "xylophone"})
     assert card_ids(nothing.text) == []
     assert c.get(f"/runs/{p.run_id}/search", params={"q": "x", "mode": "bogus"}).status_code == 400
+    # query syntax the search does not speak is explained, not silently empty
+    for q, said in (('"', "no words"), ("NEAR(lymphocytes", "ignored ("), ("lymph*", "ignored *")):
+        r = c.get(f"/runs/{p.run_id}/search", params={"q": q})
+        assert 'id="query-notice"' in r.text and said in r.text, q
+    plain = c.get(f"/runs/{p.run_id}/search", params={"q": "lymphocytes"}).text
+    assert 'id="query-notice"' not in plain
 
 
 def _link(html: str, link_id: str) -> str:

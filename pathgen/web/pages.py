@@ -12,7 +12,7 @@ from markupsafe import Markup, escape
 
 from pathgen.curation import search_captions
 from pathgen.curation.holds import holder
-from pathgen.curation.search import CaptionHit
+from pathgen.curation.search import CaptionHit, query_notice
 from pathgen.errors import PathgenError
 from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, Run
@@ -204,6 +204,7 @@ async def search_page(
     items: list[GridItem] = []
     snippets: dict[int, Markup] = {}
     error = None
+    notice = query_notice(q) if q and mode == "text" else None
     if q and mode == "text":
         async with read_scope(request.app.state.engine) as session:
             hits = await search_captions(session, q, run_id=run_id, limit=SEARCH_LIMIT * 4)
@@ -238,6 +239,7 @@ async def search_page(
             "items": items,
             "snippets": snippets,
             "error": error,
+            "notice": notice,
             "missing": _mark_missing(items),
         },
     )
