@@ -106,3 +106,65 @@ def test_queue_skips_tiles_without_a_final_caption_and_viewers_get_none(
         form = {"csrf_token": token, "name": "vic", "password": PASSWORD, "next": "/"}
         vic.post("/login", data=form)
         assert vic.get(f"/runs/{p.run_id}/next", follow_redirects=False).status_code == 403
+
+
+def _client(url: str, name: str) -> TestClient:
+    c = TestClient(create_app(settings_for(url), allowed_hosts=["testserver"]))
+    c.__enter__()
+    token = csrf_token(c.get("/login").text)
+    form = {"csrf_token": token, "name": name, "password": PASSWORD, "next": "/"}
+    assert c.post("/login", data=form, follow_redirects=False).status_code == 303
+    return c
+
+
+def _act(c: TestClient, tile_id: int, run_id: str, **form: str) -> None:
+    page = c.get(f"/tiles/{tile_id}?run={run_id}").text
+    data = {"csrf_token": csrf_token(page), "run_id": run_id, "revision_id": revision_shown(page)}
+    action = "edit" if "text" in form else "review"
+    r = c.post(f"/tiles/{tile_id}/{action}", data={**data, **form}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+
+
+def test_double_review_sample_second_reviews_and_agreement(store: tuple[str, Populated]) -> None:
+    url, p = store
+    add_account(url, "ada", "admin", PASSWORD)
+    add_account(url, "ana", "curator", PASSWORD)
+    add_account(url, "rob", "reviewer", PASSWORD)
+    ada, ana, rob = _client(url, "ada"), _client(url, "ana"), _client(url, "rob")
+    try:
+        run_page = ana.get(f"/runs/{p.run_id}").text
+        assert 'id="double-review"' not in run_page  # admins only
+        token = csrf_token(ana.get(f"/runs/{p.run_id}").text)
+        r = ana.post(f"/runs/{p.run_id}/double-review", data={"csrf_token": token, "percent": 100})
+        assert r.status_code == 403
+        token = csrf_token(ada.get(f"/runs/{p.run_id}").text)
+        form = {"csrf_token": token, "percent": "100"}
+        assert ada.post(f"/runs/{p.run_id}/double-review", data=form).status_code == 200
+        t1, t2, t3 = p.tile_ids[:3]
+        # nothing is reviewed once yet: no second review to hand out
+        assert _next(rob, p.run_id, second="1") is None
+        assert ana.get(f"/runs/{p.run_id}/next?second=1").status_code == 403  # a curator
+        _act(ana, t1, p.run_id, decision="accept")
+        _act(ana, t2, p.run_id, text="Ana's wording of the stroma.")
+        _act(ana, t3, p.run_id, decision="reject")
+        assert _next(rob, p.run_id, second="1") == t1
+        _act(rob, t1, p.run_id, decision="accept")
+        assert _next(rob, p.run_id, second="1") == t2
+        _act(rob, t2, p.run_id, text="Rob's wording of the dense stroma.")
+        assert _next(rob, p.run_id, second="1") == t3
+        _act(rob, t3, p.run_id, decision="accept")
+        assert _next(rob, p.run_id, second="1") is None  # each sampled tile twice, no more
+    finally:
+        for c in (ada, ana, rob):
+            c.__exit__(None, None, None)
+
+    from pathgen.eval.agreement import agreement
+
+    async def report(s: AsyncSession) -> dict:
+        return await agreement(s, p.run_id)
+
+    got = in_db(url, report)
+    assert got["sampled_tiles"] == len(p.tile_ids)
+    assert (got["double_reviewed"], got["decision_pairs"], got["edit_pairs"]) == (3, 2, 1)
+    assert got["observed_agreement"] == 0.5 and got["kappa"] == 0.0
+    assert 0 < got["edit_distance"]["mean"] < 1

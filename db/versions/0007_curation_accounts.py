@@ -5,6 +5,7 @@ Revises: 0005
 
 ``accounts`` / ``web_sessions``: who may use the web UI (argon2 password hashes; session
 cookies stored as SHA-256 digests). ``review_holds``: tiles handed out by "Review next".
+``review_samples``: tiles an admin asked two curators to review (agreement).
 ``curation_tiles``: one row per captioned tile of a run (slide, organ, label, CLIP score,
 final revision, review state, reviewer), and ``run_tallies``: per-run counts (revisions
 by stage and status with token and cost sums; captioned tiles by review state; finished
@@ -348,6 +349,20 @@ def _tables() -> None:
         sa.PrimaryKeyConstraint("run_id", "tile_id", name=op.f("pk_review_holds")),
     )
     op.create_index(op.f("ix_review_holds_account"), "review_holds", ["account"])
+    op.create_table(
+        "review_samples",
+        sa.Column("run_id", sa.String(length=64), nullable=False),
+        sa.Column("tile_id", sa.Integer(), nullable=False),
+        sa.Column("requested_by", sa.String(length=128), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name=op.f("fk_review_samples_run_id_runs")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tile_id"], ["tiles.id"], name=op.f("fk_review_samples_tile_id_tiles")
+        ),
+        sa.PrimaryKeyConstraint("run_id", "tile_id", name=op.f("pk_review_samples")),
+    )
     op.create_index(
         op.f("ix_selections_tile_id_run_id_round"), "selections", ["tile_id", "run_id", "round"]
     )
@@ -377,5 +392,12 @@ def downgrade() -> None:
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
     op.drop_index("ix_work_items_open", table_name="work_items")
     op.drop_index(op.f("ix_selections_tile_id_run_id_round"), table_name="selections")
-    for table in ("review_holds", "run_tallies", "curation_tiles", "web_sessions", "accounts"):
+    for table in (
+        "review_samples",
+        "review_holds",
+        "run_tallies",
+        "curation_tiles",
+        "web_sessions",
+        "accounts",
+    ):
         op.drop_table(table)

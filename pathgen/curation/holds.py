@@ -9,7 +9,8 @@ loser takes the following tile).
 Example::
 
     async with session_scope(engine) as session:
-        tile_id = await hold_next(session, "run-1", "ana", extra=[CurationTile.organ == "lung"])
+        unreviewed_lung = [CurationTile.review == "unreviewed", CurationTile.organ == "lung"]
+        tile_id = await hold_next(session, "run-1", "ana", extra=unreviewed_lung)
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ async def hold_next(
     extra: Sequence[Any] = (),
     ttl: timedelta = HOLD_TTL,
 ) -> int | None:
-    """Hold the first unreviewed tile of the run matching ``extra`` that nobody holds;
-    its id, or ``None`` when none is left."""
+    """Hold the first tile of the run with a final caption, matching ``extra`` (for
+    example ``CurationTile.review == "unreviewed"``), that nobody holds; its id, or
+    ``None`` when none is left."""
     now = utcnow()
     await session.execute(
         delete(ReviewHold).where(
@@ -53,7 +55,6 @@ async def hold_next(
     for _ in range(_ATTEMPTS):
         stmt = select(CurationTile.tile_id).where(
             CurationTile.run_id == run_id,
-            CurationTile.review == "unreviewed",
             CurationTile.final_revision_id.is_not(None),
             ~held,
             *extra,

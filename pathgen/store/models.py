@@ -368,3 +368,14 @@ class ReviewHold(Base):
     tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"), primary_key=True)
     account: Mapped[str] = mapped_column(String(128), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReviewSample(Base):
+    """A tile an admin asked to be reviewed by two curators (the double-review sample)."""
+
+    __tablename__ = "review_samples"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"), primary_key=True)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -110,6 +110,7 @@ async def tile_page(
     tile_id: RowId,
     run: str | None = Query(None, max_length=64),
     queue: bool = Query(False),
+    second: bool = Query(False),
     q: GridQuery = Depends(grid_query),
 ) -> HTMLResponse:
     """The tile, its caption history and the review form; ``queue``: opened by "Review
@@ -175,7 +176,10 @@ async def tile_page(
             "prev_id": prev_id,
             "next_id": next_id,
             "held": held if held and held[0] != request.state.user.name else None,
-            "queue_url": query_url(f"/runs/{quote(detail.run_id or '', safe='')}/next", filters),
+            "queue_url": query_url(
+                f"/runs/{quote(detail.run_id or '', safe='')}/next",
+                {**filters, "second": 1 if second else None},
+            ),
             "next_url": request.url.path
             + (f"?run={quote(detail.run_id, safe='')}" if detail.run_id else ""),
         },
