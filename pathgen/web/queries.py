@@ -153,29 +153,39 @@ async def run_summaries(session: AsyncSession, run_id: str | None = None) -> lis
         out[r.id].status = effective_status(
             r.status, by_run.get(r.id, {}), owner_alive=owner_alive(r.owner)
         )
-    tallies = await session.execute(select(RunTally).where(RunTally.run_id.in_(ids)))
+    tallies = await session.execute(
+        select(
+            RunTally.run_id,
+            RunTally.kind,
+            RunTally.key,
+            RunTally.n,
+            RunTally.input_tokens,
+            RunTally.output_tokens,
+            RunTally.cost,
+        ).where(RunTally.run_id.in_(ids))
+    )
     newest_kept: dict[tuple[str, str], tuple[int, int]] = {}
-    for (t,) in tallies:
-        summary = out[t.run_id]
-        if t.kind == "revisions":
-            stage, _, status = t.key.rpartition(":")
-            r = row(t.run_id, stage)
+    for rid, kind, key, n, tin, tout, cost in tallies:
+        summary = out[rid]
+        if kind == "revisions":
+            stage, _, status = key.rpartition(":")
+            r = row(rid, stage)
             if status == "ok":
-                r.revisions_ok += t.n
+                r.revisions_ok += n
             else:
-                r.revisions_failed += t.n
-            r.input_tokens += int(t.input_tokens)
-            r.output_tokens += int(t.output_tokens)
-            r.cost += float(t.cost)
-        elif t.kind == "review":
-            summary.captioned += t.n
-            if t.key != "unreviewed" and t.n:
-                summary.reviews[t.key] = t.n
-        elif t.kind == "kept":
-            slide, _, rnd = t.key.partition(":")
-            seen = newest_kept.get((t.run_id, slide))
+                r.revisions_failed += n
+            r.input_tokens += int(tin)
+            r.output_tokens += int(tout)
+            r.cost += float(cost)
+        elif kind == "review":
+            summary.captioned += n
+            if key != "unreviewed" and n:
+                summary.reviews[key] = n
+        elif kind == "kept":
+            slide, _, rnd = key.partition(":")
+            seen = newest_kept.get((rid, slide))
             if seen is None or int(rnd) > seen[0]:
-                newest_kept[(t.run_id, slide)] = (int(rnd), t.n)
+                newest_kept[(rid, slide)] = (int(rnd), n)
     for (rid, _), (_, n) in newest_kept.items():
         out[rid].selected += n
     for (rid, _), srow in sorted(stages.items(), key=lambda kv: _stage_order(kv[0][1])):
@@ -208,25 +218,17 @@ class GridItem:
 
 @dataclass
 class FilterOptions:
-    slides: list[tuple[int, str]]
     organs: list[str]
     labels: list[str]
 
 
 async def filter_options(session: AsyncSession, run_id: str) -> FilterOptions:
-    """The run's slides, organs and labels to filter by (per-slide rows: cheap)."""
-    rows = list(
-        await session.execute(
-            select(Slide.id, Slide.path, RunSlide.organ, RunSlide.label)
-            .join(RunSlide, RunSlide.slide_id == Slide.id)
-            .where(RunSlide.run_id == run_id)
-            .order_by(Slide.id)
-        )
-    )
+    """The run's organs and labels to filter by (from its per-slide rows)."""
+    where = RunSlide.run_id == run_id
+    organs = await session.scalars(select(RunSlide.organ).where(where).distinct())
+    labels = await session.scalars(select(RunSlide.label).where(where).distinct())
     return FilterOptions(
-        slides=[(sid, path.rsplit("/", 1)[-1]) for sid, path, _, _ in rows],
-        organs=sorted({o for _, _, o, _ in rows if o}),
-        labels=sorted({lab for _, _, _, lab in rows if lab}),
+        organs=sorted(o for o in organs if o), labels=sorted(lab for lab in labels if lab)
     )
 
 
