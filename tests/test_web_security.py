@@ -154,6 +154,14 @@ def test_password_never_stored_or_printed_in_clear(
     # the password is not an argument (it would be visible in ps and shell history)
     argv = runner.invoke(cli_app, ["users", "add", "cy", "--password", secret], env=env)
     assert argv.exit_code != 0
+    prompted = runner.invoke(
+        cli_app,
+        ["users", "add", "eve", "--role", "viewer"],
+        env={"PATHGEN_DB_URL": url},
+        input=f"{secret}\n{secret}\n",
+    )
+    assert prompted.exit_code == 0, prompted.output
+    assert secret not in prompted.output  # the prompt hides what is typed
     weak = runner.invoke(
         cli_app, ["users", "add", "dee"], env={**env, "PATHGEN_USER_PASSWORD": "short"}
     )
