@@ -1,4 +1,5 @@
-"""Images read from the slides on demand: tile thumbnails, tile neighbourhoods, slide thumbnails.
+"""Images read from the slides on demand: tile thumbnails, tile neighbourhoods, slide
+thumbnails, and the slide's Deep Zoom descriptor and tiles (see :mod:`pathgen.web.deepzoom`).
 
 OpenSlide calls block, so they run in a worker thread. When a slide cannot be read
 (moved, deleted, corrupt) a placeholder JPEG saying why is returned instead, with
