@@ -11,10 +11,10 @@ final revision, review state, reviewer), and ``run_tallies``: per-run counts (re
 by stage and status with token and cost sums; captioned tiles by review state; finished
 work items by stage; kept tiles by slide and selection round). Both are kept by triggers
 on ``caption_revisions``, ``reviews``, ``selections``, ``work_items`` and
-``curation_tiles`` in the writer's own transaction: SQLite row triggers; Postgres
-statement triggers over transition tables (one upsert per statement, keys in order),
-except on ``work_items``, whose row triggers' WHEN clauses let claims and heartbeats
-pass at no cost.
+``curation_tiles`` in the writer's own transaction: SQLite row triggers, Postgres
+statement triggers over transition tables (one upsert per statement, keys in order; row
+triggers would update one tally row once per row, which Postgres makes quadratic within a
+transaction, e.g. when ``run --redo`` requeues a million finished items at once).
 Existing rows are backfilled. ``ix_work_items_open`` (partial: not done) lets the
 dashboard count queued, leased and failed items without reading finished ones.
 """
@@ -202,27 +202,23 @@ POSTGRES_FUNCTIONS = {
         FROM new_rows s JOIN tiles t ON t.id = s.tile_id WHERE s.kept
         GROUP BY s.run_id, t.slide_id, s.round ORDER BY 1, 3
         {_UPSERT_TALLY};""",
-}
-_WORK_UPSERT = """
+    "work_tally_insert": f"""
         INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
-        VALUES ({row}.run_id, 'work_done', {row}.stage, {delta}, 0, 0, 0)
-        ON CONFLICT (run_id, kind, key) DO UPDATE SET n = run_tallies.n + excluded.n;"""
-#: Row triggers on the queue's hot path: their WHEN clause skips claims and heartbeats
-#: without calling a function or capturing transition tables.
-POSTGRES_ROW_TRIGGERS = {
-    "work_tally_insert": (
-        "AFTER INSERT ON work_items FOR EACH ROW WHEN (NEW.status = 'done')",
-        _WORK_UPSERT.format(row="NEW", delta="1"),
-    ),
-    "work_tally_update": (
-        "AFTER UPDATE OF status ON work_items FOR EACH ROW "
-        "WHEN ((OLD.status = 'done') IS DISTINCT FROM (NEW.status = 'done'))",
-        _WORK_UPSERT.format(row="NEW", delta="CASE WHEN NEW.status = 'done' THEN 1 ELSE -1 END"),
-    ),
-    "work_tally_delete": (
-        "AFTER DELETE ON work_items FOR EACH ROW WHEN (OLD.status = 'done')",
-        _WORK_UPSERT.format(row="OLD", delta="-1"),
-    ),
+        SELECT run_id, 'work_done', stage, count(*), 0, 0, 0 FROM new_rows
+        WHERE status = 'done' GROUP BY run_id, stage ORDER BY 1, 3
+        {_UPSERT_TALLY};""",
+    "work_tally_update": f"""
+        INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+        SELECT run_id, 'work_done', stage, sum(d), 0, 0, 0 FROM (
+            SELECT run_id, stage, -1 AS d FROM old_rows WHERE status = 'done'
+            UNION ALL SELECT run_id, stage, 1 AS d FROM new_rows WHERE status = 'done') x
+        GROUP BY run_id, stage HAVING sum(d) <> 0 ORDER BY 1, 3
+        {_UPSERT_TALLY};""",
+    "work_tally_delete": f"""
+        INSERT INTO run_tallies (run_id, kind, key, n, input_tokens, output_tokens, cost)
+        SELECT run_id, 'work_done', stage, -count(*), 0, 0, 0 FROM old_rows
+        WHERE status = 'done' GROUP BY run_id, stage ORDER BY 1, 3
+        {_UPSERT_TALLY};""",
 }
 _NEW = "REFERENCING NEW TABLE AS new_rows"
 POSTGRES_TRIGGERS = {
@@ -233,6 +229,11 @@ POSTGRES_TRIGGERS = {
     "curation_after_revision": f"AFTER INSERT ON caption_revisions {_NEW}",
     "curation_after_review": f"AFTER INSERT ON reviews {_NEW}",
     "curation_after_selection": f"AFTER INSERT ON selections {_NEW}",
+    "work_tally_insert": f"AFTER INSERT ON work_items {_NEW}",
+    "work_tally_update": (
+        "AFTER UPDATE ON work_items REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
+    ),
+    "work_tally_delete": "AFTER DELETE ON work_items REFERENCING OLD TABLE AS old_rows",
 }
 TABLE_OF = {
     "curation_tiles_tally_insert": "curation_tiles",
@@ -247,17 +248,14 @@ TABLE_OF = {
 
 
 def _postgres_trigger(name: str) -> tuple[str, str]:
-    if name in POSTGRES_ROW_TRIGGERS:
-        when, body = POSTGRES_ROW_TRIGGERS[name]
-        each = ""
-    else:
-        when, body = POSTGRES_TRIGGERS[name], POSTGRES_FUNCTIONS[name]
-        each = " FOR EACH STATEMENT"
     function = (
         f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-        f"{body}\n        RETURN NULL; END $$"
+        f"{POSTGRES_FUNCTIONS[name]}\n        RETURN NULL; END $$"
     )
-    trigger = f"CREATE TRIGGER {name} {when}{each} EXECUTE FUNCTION {name}()"
+    trigger = (
+        f"CREATE TRIGGER {name} {POSTGRES_TRIGGERS[name]} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
+    )
     return function, trigger
 
 
