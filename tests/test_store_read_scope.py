@@ -45,7 +45,7 @@ async def test_reads_do_not_wait_for_a_writer_holding_the_sqlite_lock(
         with pytest.raises(OperationalError, match="locked"):  # what a writing scope gets
             async with session_scope(fresh) as s:
                 await s.execute(text("SELECT 1"))
-        app = create_app(settings_for(db_url), reviewer="tester")
+        app = create_app(settings_for(db_url), reviewer="tester", allowed_hosts=["testserver"])
         with TestClient(app) as client:  # the curator's pages
             assert client.get("/").status_code == 200
             assert client.get(f"/runs/{p.run_id}").status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,12 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pathgen.slides import open_slide, read_tile
 from pathgen.store.engine import session_scope
-from pathgen.store.models import CaptionRevision, Review, Slide, WorkItem
+from pathgen.store.models import CaptionRevision, CurationTile, Review, Slide, WorkItem
 from pathgen.web import create_app
 from pathgen.web import pages as web_pages
 from pathgen.web.diffs import word_diff
 from tests.populate import Populated, populate
-from tests.webutil import card_ids, csrf_token, in_db, settings_for, stage_cell, stat
+from tests.webutil import (
+    add_account,
+    card_ids,
+    csrf_token,
+    in_db,
+    revision_shown,
+    settings_for,
+    stage_cell,
+    stat,
+)
 
 
 @pytest.fixture
@@ -37,7 +47,7 @@ async def populated(engine: AsyncEngine, db_url: str) -> tuple[str, Populated]:
 @pytest.fixture
 def client(populated: tuple[str, Populated]) -> Iterator[tuple[TestClient, str, Populated]]:
     url, p = populated
-    app = create_app(settings_for(url), reviewer="tester")
+    app = create_app(settings_for(url), reviewer="tester", allowed_hosts=["testserver"])
     with TestClient(app) as c:
         yield c, url, p
 
@@ -71,9 +81,12 @@ def test_model_caption_is_rendered_as_text(client: tuple[TestClient, str, Popula
         html = c.get(path).text
         assert "&lt;script&gt;alert(" in html, path
         assert "<script>alert" not in html, path
-        # the only script element on any page is our own static file
-        assert html.count("<script") == 1, path
-        assert '<script src="/static/keys.js" defer></script>' in html
+        # the only script elements on any page are our own static files (the CSP allows no other)
+        scripts = re.findall(r"<script[^>]*>", html)
+        assert scripts and all(
+            re.fullmatch(r'<script src="/static/[\w./-]+" defer>', t) for t in scripts
+        )
+        assert html.count("<script") == len(scripts) and " onchange=" not in html
 
 
 def test_word_diff_escapes_words_and_marks_changes() -> None:
@@ -110,35 +123,51 @@ def test_ids_no_row_can_have_give_404(client: tuple[TestClient, str, Populated],
         r = c.get(path)
         assert r.status_code == 404, (path, r.status_code)
         assert "Not found" in r.text
-    r = _post(c, f"/tiles/{tile}/review", {"run_id": p.run_id, "decision": "accept"})
+    form = {"run_id": p.run_id, "decision": "accept", "revision_id": "1"}
+    r = _post(c, f"/tiles/{tile}/review", form)
     assert r.status_code == 404
+    # an oversized revision id in a form names nothing either (no database error)
+    token = csrf_token(c.get(f"/tiles/{p.tile_ids[0]}").text)
+    big = {**form, "csrf_token": token, "revision_id": "99999999999999999999999"}
+    assert _post(c, f"/tiles/{p.tile_ids[0]}/review", big).status_code in (400, 404)
 
 
 def _post(c: TestClient, path: str, data: dict[str, str]):  # noqa: ANN202
     return c.post(path, data=data, follow_redirects=False)
 
 
+def _login(c: TestClient, name: str, password: str) -> None:
+    token = csrf_token(c.get("/login").text)
+    form = {"csrf_token": token, "name": name, "password": password, "next": "/"}
+    r = _post(c, "/login", form)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/"
+
+
+def _shown(c: TestClient, tile_id: int, run_id: str) -> dict[str, str]:
+    """The hidden fields of the tile page's review form."""
+    html = c.get(f"/tiles/{tile_id}?run={run_id}").text
+    return {"csrf_token": csrf_token(html), "run_id": run_id, "revision_id": revision_shown(html)}
+
+
 def test_accept_reject_edit_record_rows(client: tuple[TestClient, str, Populated]) -> None:
     c, url, p = client
+    add_account(url, "ana", "curator", "ana-secret-pw")
+    _login(c, "ana", "ana-secret-pw")
     t_edit, t_accept, t_reject = p.tile_ids[0], p.tile_ids[1], p.tile_ids[2]
     page = c.get(f"/tiles/{t_edit}?run={p.run_id}")
-    assert 'value="tester"' in page.text  # the server's --reviewer default
-    token = csrf_token(page.text)
+    assert 'name="reviewer"' not in page.text  # the reviewer is the account, not free text
+    assert "signed in as <strong>ana</strong>" in page.text
     before = datetime.now(UTC)
     new_text = "Sheets of atypical epithelial cells with mitoses and <b>focal</b> necrosis."
-    r = _post(
-        c,
-        f"/tiles/{t_edit}/edit",
-        {"csrf_token": token, "run_id": p.run_id, "text": new_text, "reviewer": "ana"},
-    )
+    # a reviewer field sent anyway is ignored
+    form = {**_shown(c, t_edit, p.run_id), "text": new_text, "reviewer": "mallory"}
+    r = _post(c, f"/tiles/{t_edit}/edit", form)
     assert r.status_code == 303
     assert r.headers["location"] == f"/tiles/{t_edit}?run={p.run_id}"
-    assert c.cookies.get("pathgen_reviewer") == "ana"
     for tile_id, decision in ((t_accept, "accept"), (t_reject, "reject")):
         r = _post(
-            c,
-            f"/tiles/{tile_id}/review",
-            {"csrf_token": token, "run_id": p.run_id, "decision": decision, "reviewer": "ana"},
+            c, f"/tiles/{tile_id}/review", {**_shown(c, tile_id, p.run_id), "decision": decision}
         )
         assert r.status_code == 303
     after = datetime.now(UTC)
@@ -163,7 +192,6 @@ def test_accept_reject_edit_record_rows(client: tuple[TestClient, str, Populated
 
     # The tile page now shows the human revision as final, its diff and the review.
     html = c.get(f"/tiles/{t_edit}?run={p.run_id}").text
-    assert 'value="ana"' in html  # remembered reviewer
     assert "<ins>atypical</ins>" in html and "<del>pleomorphic</del>" in html
     assert "&lt;b&gt;focal&lt;/b&gt;" in html and "<b>focal" not in html
     assert 'class="badge badge-edit"' in html
@@ -174,19 +202,59 @@ def test_accept_reject_edit_record_rows(client: tuple[TestClient, str, Populated
     assert card_ids(c.get(f"/runs/{p.run_id}?review=unreviewed").text) == p.tile_ids[3:]
     dash = c.get("/").text
     assert (stat(dash, "accepted"), stat(dash, "edited"), stat(dash, "rejected")) == ("1", "1", "1")
+    assert stat(dash, "unreviewed") == str(len(p.tile_ids) - 3)
+
+
+def test_stale_forms_get_a_conflict_and_store_nothing(
+    client: tuple[TestClient, str, Populated],
+) -> None:
+    """A opens tile 9, B edits it, then A's edit or Accept of the old text answers 409."""
+    c, url, p = client
+    tid = p.tile_ids[4]
+    shown_to_a = _shown(c, tid, p.run_id)
+    b_text = "Nests of tumour cells in a desmoplastic stroma, written by B."
+    r = _post(c, f"/tiles/{tid}/edit", {**_shown(c, tid, p.run_id), "text": b_text})
+    assert r.status_code == 303
+    a_text = "Edit by A of the text A saw."
+    r = _post(c, f"/tiles/{tid}/edit", {**shown_to_a, "text": a_text})
+    assert r.status_code == 409
+    assert 'id="conflict"' in r.text
+    assert b_text in r.text and a_text in r.text  # the newer text, and A's edit kept for A
+    assert "written by tester" in r.text
+    # the conflict page offers a form for the newer revision
+    newer = revision_shown(r.text)
+    assert newer != shown_to_a["revision_id"]
+    r = _post(c, f"/tiles/{tid}/review", {**shown_to_a, "decision": "accept"})
+    assert r.status_code == 409
+
+    async def rows(s: AsyncSession) -> tuple[list[str], list[tuple[str, int | None]]]:
+        human = await s.scalars(
+            select(CaptionRevision.text).where(
+                CaptionRevision.tile_id == tid, CaptionRevision.stage == "human"
+            )
+        )
+        reviews = await s.execute(
+            select(Review.decision, Review.revision_id).where(Review.tile_id == tid)
+        )
+        return list(human), [tuple(r) for r in reviews]
+
+    human, reviews = in_db(url, rows)
+    assert human == [b_text]
+    assert reviews == [("edit", int(newer))]
+    # reviewing the newer revision from the conflict page works
+    form = {**shown_to_a, "revision_id": newer, "decision": "accept"}
+    assert _post(c, f"/tiles/{tid}/review", form).status_code == 303
 
 
 def test_empty_or_unchanged_edit_is_refused(client: tuple[TestClient, str, Populated]) -> None:
     c, url, p = client
-    token = csrf_token(c.get(f"/tiles/{p.tile_ids[3]}").text)
-    base = {"csrf_token": token, "run_id": p.run_id, "reviewer": "ana"}
-    assert _post(c, f"/tiles/{p.tile_ids[3]}/edit", {**base, "text": "   "}).status_code == 400
-    r = c.get(f"/tiles/{p.tile_ids[3]}")
+    tid = p.tile_ids[3]
+    base = _shown(c, tid, p.run_id)
+    assert _post(c, f"/tiles/{tid}/edit", {**base, "text": "   "}).status_code == 400
+    r = c.get(f"/tiles/{tid}")
     current = r.text.split('id="edit-text"', 1)[1].split(">", 1)[1].split("</textarea>", 1)[0]
     unchanged = {**base, "text": current.replace("&#39;", "'")}
-    assert _post(c, f"/tiles/{p.tile_ids[3]}/edit", unchanged).status_code == 400
-    no_name = {**base, "reviewer": " ", "decision": "accept"}
-    assert _post(c, f"/tiles/{p.tile_ids[3]}/review", no_name).status_code == 400
+    assert _post(c, f"/tiles/{tid}/edit", unchanged).status_code == 400
     assert in_db(url, lambda s: s.scalar(select(Review.id).limit(1))) is None
     assert (
         in_db(
@@ -231,8 +299,9 @@ def test_post_without_valid_csrf_token_is_refused(
 ) -> None:
     c, url, p = client
     tid = p.tile_ids[1]
-    token = csrf_token(c.get(f"/tiles/{tid}").text)
-    form = {"run_id": p.run_id, "decision": "accept", "reviewer": "mallory"}
+    html = c.get(f"/tiles/{tid}").text
+    token = csrf_token(html)
+    form = {"run_id": p.run_id, "decision": "accept", "revision_id": revision_shown(html)}
     assert _post(c, f"/tiles/{tid}/review", form).status_code == 403
     bad = {**form, "csrf_token": "x" * 43}
     assert _post(c, f"/tiles/{tid}/review", bad).status_code == 403
@@ -252,12 +321,49 @@ def test_post_without_valid_csrf_token_is_refused(
     )
     assert r.status_code == 403
     # A fresh client (no cookie) replaying someone's token is refused too.
-    other = TestClient(c.app)
-    assert _post(other, f"/tiles/{tid}/edit", {**good, "text": "x"}).status_code == 403
+    saved = dict(c.cookies)
+    c.cookies.clear()
+    assert _post(c, f"/tiles/{tid}/edit", {**good, "text": "x"}).status_code == 403
+    c.cookies.clear()
+    c.cookies.update(saved)
     assert in_db(url, lambda s: s.scalar(select(Review.id).limit(1))) is None
     # ... and the genuine form post works.
     assert _post(c, f"/tiles/{tid}/review", good).status_code == 303
     assert in_db(url, lambda s: s.scalar(select(Review.decision))) == "accept"
+
+
+def test_deep_zoom_serves_the_slide_up_to_native_resolution(
+    client: tuple[TestClient, str, Populated],
+) -> None:
+    from pathgen.web.deepzoom import DeepZoom
+
+    c, url, p = client
+    slide = in_db(url, lambda s: s.get(Slide, p.slide_id))
+    xml = c.get(f"/slides/{p.slide_id}/slide.dzi")
+    assert xml.status_code == 200 and xml.headers["content-type"].startswith("application/xml")
+    assert f'<Size Width="{slide.width}" Height="{slide.height}"/>' in xml.text
+    dz = DeepZoom(slide.width, slide.height)
+    # the native level's tile holding the first tile's origin has the same pixels
+    from tests.populate import ORIGINS
+
+    x, y = ORIGINS[0]
+    col, row = x // dz.tile, y // dz.tile
+    r = c.get(f"/slides/{p.slide_id}/slide_files/{dz.max_level}/{col}_{row}.jpeg")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    got = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"), dtype=np.float32)
+    bx, by, bw, bh = dz.tile_box(dz.max_level, col, row)
+    with open_slide(slide.path) as reader:
+        want = reader.read_region(bx, by, 0, (bw, bh)).convert("RGB")
+    assert got.shape == (bh, bw, 3)
+    assert np.abs(got - np.asarray(want, dtype=np.float32)).mean() < 4
+    top = Image.open(io.BytesIO(c.get(f"/slides/{p.slide_id}/slide_files/0/0_0.jpeg").content))
+    assert top.size == (1, 1)
+    cols, rows = dz.grid(dz.max_level)
+    for bad in (f"{dz.max_level + 1}/0_0", f"{dz.max_level}/{cols}_0", "99999999999/0_0"):
+        assert c.get(f"/slides/{p.slide_id}/slide_files/{bad}.jpeg").status_code == 404, bad
+    assert c.get("/slides/99999999999/slide.dzi").status_code == 404
+    page = c.get(f"/tiles/{p.tile_ids[0]}?run={p.run_id}").text
+    assert f'data-dzi="/slides/{p.slide_id}/slide.dzi"' in page
 
 
 def test_missing_slide_renders_placeholder(
@@ -292,19 +398,66 @@ def test_text_search_marks_matches(client: tuple[TestClient, str, Populated]) ->
     nothing = c.get(f"/runs/{p.run_id}/search", params={"q": "xylophone"})
     assert card_ids(nothing.text) == []
     assert c.get(f"/runs/{p.run_id}/search", params={"q": "x", "mode": "bogus"}).status_code == 400
+    # query syntax the search does not speak is explained, not silently empty
+    for q, said in (('"', "no words"), ("NEAR(lymphocytes", "ignored ("), ("lymph*", "ignored *")):
+        r = c.get(f"/runs/{p.run_id}/search", params={"q": q})
+        assert 'id="query-notice"' in r.text and said in r.text, q
+    plain = c.get(f"/runs/{p.run_id}/search", params={"q": "lymphocytes"}).text
+    assert 'id="query-notice"' not in plain
 
 
-def test_grid_pages(
+def _link(html: str, link_id: str) -> str:
+    match = re.search(rf'href="([^"]+)" id="{link_id}"', html)
+    assert match, f"page has no link {link_id}"
+    return match.group(1).replace("&amp;", "&")
+
+
+def test_grid_pages_by_cursor_with_jump_filters_and_sorts(
     client: tuple[TestClient, str, Populated], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    c, _, p = client
+    c, url, p = client
     monkeypatch.setattr(web_pages, "PER_PAGE", 4)
-    first = c.get(f"/runs/{p.run_id}").text
-    second = c.get(f"/runs/{p.run_id}?page=2").text
+    base = f"/runs/{p.run_id}"
+    first = c.get(base).text
     assert card_ids(first) == p.tile_ids[:4]
+    assert "tiles 1–4 of 6" in first
+    second = c.get(_link(first, "next-page")).text
     assert card_ids(second) == p.tile_ids[4:]
-    assert "page 2 of 2" in second
-    assert c.get(f"/runs/{p.run_id}?review=bogus").status_code == 400
+    assert "tiles 5–6 of 6" in second
+    assert 'id="next-page"' not in second
+    assert card_ids(c.get(_link(second, "prev-page")).text) == p.tile_ids[:4]
+    last = c.get(_link(first, "last-page")).text
+    assert card_ids(last) == p.tile_ids[2:]
+    assert "tiles 3–6 of 6" in last
+    jump = c.get(base, params={"at": 3}).text
+    assert card_ids(jump) == p.tile_ids[2:6]
+    past = c.get(base, params={"at": 99})
+    assert past.status_code == 200 and 'id="past-end"' in past.text
+    assert card_ids(c.get(base, params={"sort": "-id"}).text) == p.tile_ids[::-1][:4]
+    # filters on indexed columns of the curation index
+
+    async def scores(s: AsyncSession) -> None:
+        for n, tid in enumerate(p.tile_ids):
+            await s.execute(
+                update(CurationTile)
+                .where(CurationTile.tile_id == tid)
+                .values(score=0.1 * n, organ="lung" if n % 2 else "breast")
+            )
+
+    in_db(url, scores)
+    ranged = c.get(base, params={"score_min": "0.15", "score_max": "0.45", "sort": "-score"})
+    assert card_ids(ranged.text) == [p.tile_ids[4], p.tile_ids[3], p.tile_ids[2]]
+    assert card_ids(c.get(base, params={"organ": "lung"}).text) == p.tile_ids[1::2]
+    assert (
+        card_ids(c.get(base, params={"slide": p.slide_id, "stage": "summarize"}).text)
+        == (p.tile_ids[:4])
+    )
+    assert card_ids(c.get(base, params={"reviewer": "nobody"}).text) == []
+    assert c.get(base, params={"review": "bogus"}).status_code == 400
+    assert c.get(base, params={"sort": "caption"}).status_code == 400
+    assert c.get(base, params={"after": "not-a-key"}).status_code == 400
+    assert c.get(base, params={"score_min": "high"}).status_code == 400
+    assert c.get(base, params={"slide": "99999999999999999999"}).status_code == 400
 
 
 def test_serve_refuses_a_database_without_schema(tmp_path: Path) -> None:

@@ -167,18 +167,16 @@ def test_curator_session_in_chromium(
                 ".every(i => i.complete && i.naturalWidth > 0)"
             )
             page.screenshot(path=str(shots / "tile.png"), full_page=True)
-            page.fill('input[name="reviewer"]', "Dr. Browser")
             page.fill("#edit-text", new_text)
             page.click("#edit-btn")
             expect(page.locator("#final-caption")).to_have_text(new_text)
             expect(page.locator("h1 .badge")).to_have_text("edited")
-            expect(page.locator("#reviews tbody tr").first).to_contain_text("Dr. Browser")
+            expect(page.locator("#reviews tbody tr").first).to_contain_text("default-user")
             expect(page.locator(".rev.is-final .rev-text ins").first).to_have_text("atypical")
             page.screenshot(path=str(shots / "after_edit.png"), full_page=True)
 
-            # Accept the second tile; the reviewer name is remembered from the edit.
+            # Accept the second tile.
             page.goto(f"{server}/tiles/{t_accept}?run={p.run_id}")
-            expect(page.locator('input[name="reviewer"]')).to_have_value("Dr. Browser")
             page.click("#accept-btn")
             expect(page.locator("h1 .badge")).to_have_text("accepted")
 
@@ -213,12 +211,12 @@ def test_curator_session_in_chromium(
 
     human, reviews = in_db(url, rows)
     assert [(h.tile_id, h.text, h.parent_id, h.created_by) for h in human] == [
-        (t_edit, new_text, p.summarize_ids[0], "Dr. Browser")
+        (t_edit, new_text, p.summarize_ids[0], "default-user")
     ]
     assert [(r.tile_id, r.decision, r.reviewer, r.revision_id) for r in reviews] == [
-        (t_edit, "edit", "Dr. Browser", human[0].id),
-        (t_accept, "accept", "Dr. Browser", p.summarize_ids[1]),
-        (t_reject, "reject", "Dr. Browser", p.summarize_ids[2]),
+        (t_edit, "edit", "default-user", human[0].id),
+        (t_accept, "accept", "default-user", p.summarize_ids[1]),
+        (t_reject, "reject", "default-user", p.summarize_ids[2]),
     ]
     assert all(r.created_at is not None for r in reviews)
 

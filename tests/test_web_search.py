@@ -64,7 +64,7 @@ async def store(
 
 @pytest.fixture
 def client(store: tuple[str, Populated, Path]) -> Iterator[TestClient]:
-    app = create_app(settings_for(store[0]), reviewer="tester")
+    app = create_app(settings_for(store[0]), reviewer="tester", allowed_hosts=["testserver"])
     with TestClient(app) as c:
         yield c
 
@@ -92,7 +92,7 @@ async def test_search_by_meaning_without_embeddings_says_what_to_do(
     p = await populate(engine)
 
     def go() -> str:
-        with TestClient(create_app(settings_for(db_url))) as c:
+        with TestClient(create_app(settings_for(db_url), allowed_hosts=["testserver"])) as c:
             return c.get(f"/runs/{p.run_id}/search", params={"q": "x", "mode": "meaning"}).text
 
     html = await asyncio.to_thread(go)

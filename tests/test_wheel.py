@@ -87,6 +87,9 @@ def test_wheel_holds_templates_and_migrations_and_no_top_level_workers(wheel: Pa
         "pathgen/assets/alembic.ini",
         "pathgen/workers/worker.py",
         "pathgen/web/templates/base.html",
+        "pathgen/web/static/openseadragon/openseadragon.min.js",
+        "pathgen/web/static/openseadragon/images/zoomin_rest.png",
+        "pathgen/web/static/openseadragon/LICENSE.txt",
     ):
         assert shipped in names, shipped
 

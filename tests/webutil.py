@@ -58,3 +58,22 @@ def in_db(url: str, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
             await engine.dispose()
 
     return asyncio.run(go())
+
+
+_REVISION = re.compile(r'name="revision_id" value="(\d+)"')
+
+
+def revision_shown(html: str) -> str:
+    """The revision id the page's review form carries."""
+    match = _REVISION.search(html)
+    assert match, "page has no review form"
+    return match.group(1)
+
+
+def add_account(url: str, name: str, role: str, password: str) -> None:
+    from pathgen.curation.accounts import add_account as add
+
+    async def go(s: AsyncSession) -> None:
+        await add(s, name, role, password)
+
+    in_db(url, go)

@@ -30,6 +30,7 @@ from pathgen.cli import (  # one command module per line
     tile_cmd,
     tiles_cmd,
     train_cmd,
+    users_cmd,
     worker_cmd,
 )
 from pathgen.cli.context import state
@@ -93,6 +94,7 @@ COMMAND_MODULES = (  # one per line, same order as the import
     train_cmd,
     estimate_cmd,
     batch_cmd,
+    users_cmd,
 )
 for module in COMMAND_MODULES:
     module.register(app)

@@ -26,6 +26,18 @@ async def _load(url: str, run_id: str) -> Any:
         await engine.dispose()
 
 
+async def _agreement(url: str, run_id: str) -> dict[str, Any]:
+    from pathgen.eval.agreement import agreement
+    from pathgen.store.engine import make_engine, read_scope
+
+    engine = make_engine(url)
+    try:
+        async with read_scope(engine) as session:
+            return await agreement(session, run_id)
+    finally:
+        await engine.dispose()
+
+
 def _run_model_settings(config: dict[str, Any], run_id: str, device: str | None) -> Any:
     from pydantic import ValidationError
 
@@ -66,6 +78,9 @@ def eval_command(
 ) -> None:
     """Measure caption quality of RUN and write OUT/index.html and OUT/metrics.json.
 
+    metrics.json's ``agreement`` holds the curators' agreement on the double-review
+    sample (accept/reject Cohen's kappa, edit distance between two curators' edits).
+
     With --compare-selection, the report also compares two selections of the same slides
     (overlap, retrieval scores, cluster coverage, duplicate rate).
     """
@@ -94,6 +109,7 @@ def eval_command(
     )
     if compare_selection:
         metrics["selection"] = _compare(url, compare_selection, run_id, device)
+    metrics["agreement"] = run_async(lambda: _agreement(url, run_id))
     index = write_eval_report(metrics, out)
     for name, group in metrics["groups"].items():
         console.print(
@@ -114,6 +130,16 @@ def eval_command(
             f"{'-' if yes is None else f'{yes:.1%} yes'}; {ins['failed']} failed verification",
             highlight=False,
             soft_wrap=True,
+        )
+    agree = metrics["agreement"]
+    if agree["double_reviewed"]:
+        kappa = agree["kappa"] if agree["kappa"] is not None else "-"
+        dist = agree["edit_distance"]["mean"]
+        console.print(
+            f"agreement: {agree['double_reviewed']} tiles reviewed twice, accept/reject kappa "
+            f"{kappa} over {agree['decision_pairs']}, edit distance mean "
+            f"{dist if dist is not None else '-'} over {agree['edit_pairs']}",
+            highlight=False,
         )
     console.print(f"report written to {index}", highlight=False)
 
@@ -214,6 +240,16 @@ def zeroshot_command(
             f"{label} ({result['pretrained']}): image→text R@1 "
             f"{result['image_to_text']['r@1']:.3f}, text→image R@1 "
             f"{result['text_to_image']['r@1']:.3f} on {result['pairs']} pairs",
+            highlight=False,
+        )
+    agree = metrics["agreement"]
+    if agree["double_reviewed"]:
+        kappa = agree["kappa"] if agree["kappa"] is not None else "-"
+        dist = agree["edit_distance"]["mean"]
+        console.print(
+            f"agreement: {agree['double_reviewed']} tiles reviewed twice, accept/reject kappa "
+            f"{kappa} over {agree['decision_pairs']}, edit distance mean "
+            f"{dist if dist is not None else '-'} over {agree['edit_pairs']}",
             highlight=False,
         )
     console.print(f"report written to {index}", highlight=False)

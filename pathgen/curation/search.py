@@ -75,6 +75,36 @@ def query_phrases(query: str) -> list[list[str]]:
     return phrases
 
 
+_SYMBOLS = re.compile(r"[*()^:+]")
+_OPERATORS = re.compile(r"\b(?:NEAR|AND|OR|NOT)\b")
+
+
+def query_notice(query: str) -> str | None:
+    """What a search box user should be told about ``query``, or ``None``.
+
+    Search matches words and "quoted phrases" only: FTS operators (``*``, ``NEAR(``,
+    ``AND``/``OR``/``NOT``, parentheses, column filters) are not syntax here, and a
+    query with no words finds nothing.
+
+    >>> query_notice('"')
+    'the query has no words to search for: type words, or a "quoted phrase"'
+    """
+    if not query_phrases(query):
+        return 'the query has no words to search for: type words, or a "quoted phrase"'
+    notes = []
+    ignored = sorted(set(_SYMBOLS.findall(query)))
+    if query.count('"') % 2:
+        ignored.append('an unclosed "')
+    if ignored:
+        notes.append(f"ignored {' '.join(ignored)} (not search syntax here)")
+    words = sorted(set(_OPERATORS.findall(query)))
+    if words:
+        notes.append(f"searched {', '.join(words)} as plain words")
+    if not notes:
+        return None
+    return "; ".join(notes) + ': every word and "quoted phrase" must appear (stemmed)'
+
+
 def _quoted(phrases: list[list[str]]) -> str:
     # Words hold only \w characters; doubling quotes is a second line of defence.
     return " ".join('"' + " ".join(words).replace('"', '""') + '"' for words in phrases)

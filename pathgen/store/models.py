@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -211,7 +213,10 @@ class Selection(Base):
     """A selection decision on a tile in one round; a slide's newest round is its current one."""
 
     __tablename__ = "selections"
-    __table_args__ = (UniqueConstraint("run_id", "round", "tile_id"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "round", "tile_id"),
+        Index(None, "tile_id", "run_id", "round"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
@@ -283,6 +288,14 @@ class WorkItem(Base):
         UniqueConstraint("run_id", "stage", "key"),
         Index(None, "run_id", "stage", "status", "available_at"),
         Index(None, "status", "lease_expires_at"),
+        Index(
+            "ix_work_items_open",
+            "run_id",
+            "stage",
+            "status",
+            sqlite_where=text("status <> 'done'"),
+            postgresql_where=text("status <> 'done'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -350,4 +363,108 @@ class InstructReview(Base):
     decision: Mapped[str] = mapped_column(String(16))
     reviewer: Mapped[str] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Account(Base):
+    """A person who may use the curation UI; ``role`` is viewer, curator, reviewer or admin.
+
+    ``password_hash`` is an argon2id hash (never the password itself).
+    """
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebSession(Base):
+    """A logged-in browser: the SHA-256 of its cookie token, its account and its expiry."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class CurationTile(Base):
+    """One captioned tile of a run as the curation grid sees it, kept by database triggers.
+
+    A row appears with the tile's first caption revision in the run; ``final_revision_id``
+    follows its newest ``summarize``/``human`` caption, ``review``/``reviewer`` its newest
+    review. The grid filters and sorts on these indexed columns, so a page costs the same
+    at any run size (see ``db/versions/0008_curation_accounts.py``).
+    """
+
+    __tablename__ = "curation_tiles"
+    __table_args__ = (
+        Index(None, "run_id", "review", "tile_id"),
+        Index(None, "run_id", "slide_id", "tile_id"),
+        Index(None, "run_id", "organ", "tile_id"),
+        Index(None, "run_id", "label", "tile_id"),
+        Index(None, "run_id", "final_stage", "tile_id"),
+        Index(None, "run_id", "reviewer", "tile_id"),
+        Index(None, "run_id", "score", "tile_id"),
+    )
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"), primary_key=True)
+    slide_id: Mapped[int] = mapped_column(Integer)
+    organ: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(String(255))
+    score: Mapped[float | None] = mapped_column(Float)
+    final_revision_id: Mapped[int | None] = mapped_column(Integer)
+    final_stage: Mapped[str | None] = mapped_column(String(32))
+    review: Mapped[str] = mapped_column(String(16), default="unreviewed")
+    reviewer: Mapped[str | None] = mapped_column(String(128))
+    #: Bumped by every accept/reject/edit: the compare-and-set that refuses stale forms.
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RunTally(Base):
+    """Counts kept per run as rows change (by triggers), so the dashboard reads, not counts.
+
+    ``kind`` is ``revisions`` (``key`` = ``stage:status``, with token and cost sums),
+    ``review`` (``key`` = a review state; the states sum to the run's captioned tiles),
+    ``work_done`` (``key`` = stage: finished work items) or ``kept`` (``key`` =
+    ``slide_id:round``: tiles that selection round kept).
+    """
+
+    __tablename__ = "run_tallies"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ReviewHold(Base):
+    """A tile handed to one curator by "Review next", theirs until ``expires_at``."""
+
+    __tablename__ = "review_holds"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"), primary_key=True)
+    account: Mapped[str] = mapped_column(String(128), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReviewSample(Base):
+    """A tile an admin asked to be reviewed by two curators (the double-review sample)."""
+
+    __tablename__ = "review_samples"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    tile_id: Mapped[int] = mapped_column(ForeignKey("tiles.id"), primary_key=True)
+    requested_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,39 +1,41 @@
-"""Curator actions (HTML form POSTs, CSRF-checked, then a redirect): accept, reject, edit."""
+"""Curator actions (HTML form POSTs, CSRF-checked, then a redirect): accept, reject, edit.
+
+Every form carries the revision id the curator was shown (``revision_id``). When the
+tile's final caption has changed since, nothing is written and the answer is 409 with
+the newer text, who wrote it, and forms to review that one instead (see
+:func:`pathgen.store.curation_index.claim_revision`). Reviews and human revisions are
+recorded under the logged-in account (see :mod:`pathgen.web.auth`).
+"""
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pathgen.errors import StoreError
 from pathgen.store.captions import final_captions, human_edit, record_review
-from pathgen.store.engine import session_scope
-from pathgen.store.models import Run, RunSlide, Tile
+from pathgen.store.curation_index import claim_revision
+from pathgen.store.engine import read_scope, session_scope
+from pathgen.store.models import CaptionRevision, Run, RunSlide, Tile
+from pathgen.web.auth import require
 from pathgen.web.csrf import verify_csrf
-from pathgen.web.params import RowId
-from pathgen.web.render import MAX_REVIEWER, remember_reviewer, safe_next
+from pathgen.web.params import MAX_ROW_ID, RowId
+from pathgen.web.render import render, safe_next
 
 router = APIRouter()
 MAX_CAPTION_CHARS = 4000
 
 
-def _reviewer(name: str) -> str:
-    name = " ".join(name.split())
-    if not name:
-        raise HTTPException(400, "enter your name in the reviewer field before reviewing")
-    if len(name) > MAX_REVIEWER:
-        raise HTTPException(400, f"reviewer name is longer than {MAX_REVIEWER} characters")
-    return name
+class Stale(Exception):
+    """The revision shown is no longer the tile's final one."""
 
 
-def _redirect(tile_id: int, run_id: str, reviewer: str, next_url: str | None) -> RedirectResponse:
+def _redirect(tile_id: int, run_id: str, next_url: str | None) -> RedirectResponse:
     target = safe_next(next_url, f"/tiles/{tile_id}?run={quote(run_id, safe='')}")
-    response = RedirectResponse(target, status_code=303)
-    remember_reviewer(response, reviewer)
-    return response
+    return RedirectResponse(target, status_code=303)
 
 
 async def _check(session: AsyncSession, tile_id: int, run_id: str) -> None:
@@ -46,57 +48,89 @@ async def _check(session: AsyncSession, tile_id: int, run_id: str) -> None:
         raise HTTPException(404, f"tile {tile_id} is not part of run {run_id!r}")
 
 
-@router.post("/tiles/{tile_id}/review", name="review")
+async def _claim(session: AsyncSession, tile_id: int, run_id: str, shown: int) -> None:
+    await _check(session, tile_id, run_id)
+    if not await claim_revision(session, run_id, tile_id, shown):
+        raise Stale
+
+
+async def _conflict(
+    request: Request, tile_id: int, run_id: str, shown: int, mine: str | None
+) -> HTMLResponse:
+    async with read_scope(request.app.state.engine) as session:
+        final = (await final_captions(session, run_id, [tile_id])).get(tile_id)
+        current = await session.get(CaptionRevision, final.revision_id) if final else None
+    return render(
+        request,
+        "conflict.html",
+        {
+            "tile_id": tile_id,
+            "run_id": run_id,
+            "shown": shown,
+            "current": current,
+            "mine": mine,
+            "next_url": f"/tiles/{tile_id}?run={quote(run_id, safe='')}",
+        },
+        status_code=409,
+    )
+
+
+@router.post("/tiles/{tile_id}/review", name="review", response_model=None)
 async def review(
     request: Request,
     tile_id: RowId,
-    run_id: str = Form(...),
+    run_id: str = Form(..., max_length=64),
     decision: str = Form(...),
-    reviewer: str = Form(""),
+    revision_id: int = Form(..., ge=1, le=MAX_ROW_ID),
     next: str | None = Form(None),  # noqa: A002 - the form field's name
-) -> RedirectResponse:
-    """Accept or reject the tile's current final caption."""
+) -> RedirectResponse | HTMLResponse:
+    """Accept or reject the revision the curator was shown, if it is still the final one."""
     await verify_csrf(request)
+    user = require(request, "curator")
     if decision not in ("accept", "reject"):
         raise HTTPException(400, f"decision must be accept or reject, not {decision!r}")
-    name = _reviewer(reviewer)
-    async with session_scope(request.app.state.engine) as session:
-        await _check(session, tile_id, run_id)
-        final = (await final_captions(session, run_id, [tile_id])).get(tile_id)
-        if final is None:
-            raise HTTPException(409, f"tile {tile_id} has no final caption in run {run_id!r}")
-        await record_review(
-            session,
-            run_id=run_id,
-            tile_id=tile_id,
-            decision=decision,
-            reviewer=name,
-            revision_id=final.revision_id,
-        )
-    return _redirect(tile_id, run_id, name, next)
+    try:
+        async with session_scope(request.app.state.engine) as session:
+            await _claim(session, tile_id, run_id, revision_id)
+            await record_review(
+                session,
+                run_id=run_id,
+                tile_id=tile_id,
+                decision=decision,
+                reviewer=user.name,
+                revision_id=revision_id,
+            )
+    except Stale:
+        return await _conflict(request, tile_id, run_id, revision_id, None)
+    return _redirect(tile_id, run_id, next)
 
 
-@router.post("/tiles/{tile_id}/edit", name="edit")
+@router.post("/tiles/{tile_id}/edit", name="edit", response_model=None)
 async def edit(
     request: Request,
     tile_id: RowId,
-    run_id: str = Form(...),
+    run_id: str = Form(..., max_length=64),
     text: str = Form(""),
-    reviewer: str = Form(""),
+    revision_id: int = Form(..., ge=1, le=MAX_ROW_ID),
     next: str | None = Form(None),  # noqa: A002 - the form field's name
-) -> RedirectResponse:
-    """Store the curator's corrected caption as a new ``human`` revision."""
+) -> RedirectResponse | HTMLResponse:
+    """Store the curator's correction of the revision they were shown as a ``human`` one."""
     await verify_csrf(request)
-    name = _reviewer(reviewer)
+    user = require(request, "curator")
     if len(text) > MAX_CAPTION_CHARS:
         raise HTTPException(400, f"caption is longer than {MAX_CAPTION_CHARS} characters")
-    async with session_scope(request.app.state.engine) as session:
-        await _check(session, tile_id, run_id)
-        final = (await final_captions(session, run_id, [tile_id])).get(tile_id)
-        if final is not None and final.text == text.strip():
-            raise HTTPException(400, "the caption is unchanged: use Accept to approve it as is")
-        try:
-            await human_edit(session, run_id=run_id, tile_id=tile_id, text=text, reviewer=name)
-        except StoreError as exc:
-            raise HTTPException(400, str(exc)) from None
-    return _redirect(tile_id, run_id, name, next)
+    try:
+        async with session_scope(request.app.state.engine) as session:
+            await _claim(session, tile_id, run_id, revision_id)
+            final = (await final_captions(session, run_id, [tile_id])).get(tile_id)
+            if final is not None and final.text == text.strip():
+                raise HTTPException(400, "the caption is unchanged: use Accept to approve it as is")
+            try:
+                await human_edit(
+                    session, run_id=run_id, tile_id=tile_id, text=text, reviewer=user.name
+                )
+            except StoreError as exc:
+                raise HTTPException(400, str(exc)) from None
+    except Stale:
+        return await _conflict(request, tile_id, run_id, revision_id, text)
+    return _redirect(tile_id, run_id, next)

@@ -6,19 +6,25 @@ by meaning, and closes them on shutdown.
 
 Example::
 
-    app = create_app(load_settings(), reviewer="ana")
+    app = create_app(load_settings(), reviewer="ana", allowed_hosts=["curation.lab.org"])
     uvicorn.run(app, host="127.0.0.1", port=8000)
+
+Every response carries a Content-Security-Policy (scripts and styles only from
+``/static``), and requests for a ``Host`` not on the allow-list get 400.
 """
 
 from __future__ import annotations
 
 import getpass
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,7 +34,8 @@ from pathgen.settings import Settings
 from pathgen.slides import SlideCache
 from pathgen.store import migrate
 from pathgen.store.engine import make_engine
-from pathgen.web import actions, instruct, media, pages
+from pathgen.web import actions, instruct, login, media, pages, review_queue
+from pathgen.web.auth import CSP, LOOPBACK_HOSTS, PUBLIC_PREFIXES, host_allowed, identify
 from pathgen.web.csrf import request_token, set_token_cookie
 from pathgen.web.render import STATIC_DIR, make_templates, render
 from pathgen.web.semantic import ClipModels
@@ -56,9 +63,20 @@ async def check_schema(engine: AsyncEngine) -> None:
 
 
 def create_app(
-    settings: Settings, *, reviewer: str | None = None, slide_cache_size: int = 16
+    settings: Settings,
+    *,
+    reviewer: str | None = None,
+    slide_cache_size: int = 16,
+    allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
+    behind_https: bool = False,
+    session_ttl: timedelta = timedelta(hours=12),
 ) -> FastAPI:
-    """The curation app for the database named by ``settings.database.url``."""
+    """The curation app for the database named by ``settings.database.url``.
+
+    ``allowed_hosts``: the names (without port) browsers may use for this server;
+    ``behind_https``: a TLS proxy is in front, so URLs are ``https`` and cookies ``Secure``;
+    ``reviewer``: the name reviews are recorded under while the database has no accounts.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,25 +94,46 @@ def create_app(
     app.state.settings = settings
     app.state.templates = make_templates()
     app.state.default_reviewer = (reviewer or default_reviewer()).strip() or "curator"
+    app.state.session_ttl = session_ttl
+    hosts = frozenset(h.strip().lower() for h in allowed_hosts if h.strip())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(login.router)
     app.include_router(pages.router)
     app.include_router(media.router)
     app.include_router(actions.router)
     app.include_router(instruct.router)
+    app.include_router(review_queue.router)
 
-    @app.middleware("http")
-    async def csrf_cookie(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        token, new = request_token(request)
-        request.state.csrf_token = token
-        response = await call_next(request)
-        if new:
-            set_token_cookie(response, token, secure=request.url.scheme == "https")
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
+
+    @app.middleware("http")
+    async def guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if not host_allowed(request, hosts):
+            return _headers(PlainTextResponse("400 Bad Request: host not allowed", 400))
+        if behind_https:
+            request.scope["scheme"] = "https"
+        token, new = request_token(request)
+        request.state.csrf_token = token
+        path = request.url.path
+        public = path.startswith(PUBLIC_PREFIXES)
+        user = None if path.startswith("/static/") else await identify(request)
+        request.state.user = user
+        if user is None and not public:
+            here = path + (f"?{request.url.query}" if request.url.query else "")
+            target = "/login?" + urlencode({"next": here})
+            response: Response = RedirectResponse(target, status_code=303)
+        else:
+            response = await call_next(request)
+        if new:
+            set_token_cookie(response, token, secure=request.url.scheme == "https")
+        return _headers(response)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -4,6 +4,8 @@
 their source revision, provenance, verification and newest review; the forms POST to
 ``/instruct/{item}/review`` and ``/instruct/{item}/edit`` (CSRF-checked, then a redirect
 back). An edit is stored as a new item replacing its parent (the store is append-only).
+The reviewer is the logged-in account (curator role or above); acting on an item that
+another curator's edit has replaced since the page was loaded answers 409.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
 
 from pathgen.errors import StoreError
 from pathgen.store.engine import read_scope, session_scope
 from pathgen.store.instruct import current_items, edit_item, latest_item_reviews, review_item
 from pathgen.store.models import InstructItem, Tile
+from pathgen.web.auth import require
 from pathgen.web.csrf import verify_csrf
 from pathgen.web.params import RowId
-from pathgen.web.render import MAX_REVIEWER, remember_reviewer, render
+from pathgen.web.render import render
 
 router = APIRouter()
 MAX_TEXT = 4000
@@ -27,13 +31,6 @@ MAX_TEXT = 4000
 
 def _page(tile_id: int, run_id: str) -> str:
     return f"/tiles/{tile_id}/instruct?run={quote(run_id, safe='')}"
-
-
-def _reviewer(name: str) -> str:
-    name = " ".join(name.split())
-    if not name or len(name) > MAX_REVIEWER:
-        raise HTTPException(400, f"enter your name (at most {MAX_REVIEWER} characters)")
-    return name
 
 
 @router.get("/tiles/{tile_id}/instruct", response_class=HTMLResponse, name="instruct")
@@ -51,36 +48,42 @@ async def instruct_page(request: Request, tile_id: RowId, run: str = Query(...))
 
 
 async def _item(session, item_id: int) -> InstructItem:  # noqa: ANN001 - an AsyncSession
+    """The item, if it is still current (no edit has replaced it)."""
     item = await session.get(InstructItem, item_id)
     if item is None:
         raise HTTPException(404, f"instruct item {item_id} does not exist")
+    newer = await session.scalar(
+        select(InstructItem).where(InstructItem.parent_id == item_id).limit(1)
+    )
+    if newer is not None:
+        raise HTTPException(
+            409,
+            f"item #{item_id} was replaced by #{newer.id} (edited by {newer.created_by or '?'})"
+            " since this page was loaded: reload it and review the newer item",
+        )
     return item
 
 
 @router.post("/instruct/{item_id}/review", name="instruct_review")
-async def review(
-    request: Request, item_id: RowId, decision: str = Form(...), reviewer: str = Form("")
-) -> RedirectResponse:
+async def review(request: Request, item_id: RowId, decision: str = Form(...)) -> RedirectResponse:
     """Accept or reject one item."""
     await verify_csrf(request)
+    name = require(request, "curator").name
     if decision not in ("accept", "reject"):
         raise HTTPException(400, f"decision must be accept or reject, not {decision!r}")
-    name = _reviewer(reviewer)
     async with session_scope(request.app.state.engine) as session:
         item = await _item(session, item_id)
         await review_item(session, item_id=item_id, decision=decision, reviewer=name)
         target = _page(item.tile_id, item.run_id)
-    response = RedirectResponse(target, status_code=303)
-    remember_reviewer(response, name)
-    return response
+    return RedirectResponse(target, status_code=303)
 
 
 @router.post("/instruct/{item_id}/edit", name="instruct_edit")
 async def edit(request: Request, item_id: RowId) -> RedirectResponse:
     """Save the corrected questions and answers (fields ``question_N``/``answer_N``)."""
     await verify_csrf(request)
+    name = require(request, "curator").name
     form = await request.form()
-    name = _reviewer(str(form.get("reviewer", "")))
     async with session_scope(request.app.state.engine) as session:
         item = await _item(session, item_id)
         turns = []
@@ -99,6 +102,4 @@ async def edit(request: Request, item_id: RowId) -> RedirectResponse:
         except StoreError as exc:
             raise HTTPException(400, str(exc)) from None
         target = _page(item.tile_id, item.run_id)
-    response = RedirectResponse(target, status_code=303)
-    remember_reviewer(response, name)
-    return response
+    return RedirectResponse(target, status_code=303)

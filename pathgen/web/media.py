@@ -1,4 +1,5 @@
-"""Images read from the slides on demand: tile thumbnails, tile neighbourhoods, slide thumbnails.
+"""Images read from the slides on demand: tile thumbnails, tile neighbourhoods, slide
+thumbnails, and the slide's Deep Zoom descriptor and tiles (see :mod:`pathgen.web.deepzoom`).
 
 OpenSlide calls block, so they run in a worker thread. When a slide cannot be read
 (moved, deleted, corrupt) a placeholder JPEG saying why is returned instead, with
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
 from pathgen.errors import SlideError
 from pathgen.store.engine import read_scope
 from pathgen.store.models import Slide, Tile
+from pathgen.web.deepzoom import DeepZoom, dz_tile_jpeg
 from pathgen.web.images import (
     clamp_px,
     context_jpeg,
@@ -23,7 +26,7 @@ from pathgen.web.images import (
     slide_thumbnail_jpeg,
     tile_jpeg,
 )
-from pathgen.web.params import RowId
+from pathgen.web.params import MAX_ROW_ID, RowId
 
 router = APIRouter()
 CACHE_CONTROL = "private, max-age=86400"
@@ -74,6 +77,43 @@ async def tile_context(
     return await _jpeg(
         lambda: context_jpeg(cache, slide.path, tile.x, tile.y, tile.size, out_px), out_px
     )
+
+
+async def _slide(request: Request, slide_id: int) -> tuple[Slide, DeepZoom]:
+    async with read_scope(request.app.state.engine) as session:
+        slide = await session.get(Slide, slide_id)
+    if slide is None:
+        raise HTTPException(404, f"slide {slide_id} does not exist")
+    if slide.width and slide.height:
+        return slide, DeepZoom(slide.width, slide.height)
+    try:
+        reader = await asyncio.to_thread(request.app.state.slides.get, slide.path)
+    except SlideError as exc:
+        raise HTTPException(404, f"slide {slide_id} cannot be read: {exc}") from None
+    return slide, DeepZoom(reader.width, reader.height)
+
+
+@router.get("/slides/{slide_id}/slide.dzi", name="slide_dzi")
+async def slide_dzi(request: Request, slide_id: RowId) -> Response:
+    """The slide's Deep Zoom descriptor (OpenSeadragon reads tiles from ``slide_files/``)."""
+    _, dz = await _slide(request, slide_id)
+    return Response(dz.dzi_xml(), media_type="application/xml")
+
+
+@router.get("/slides/{slide_id}/slide_files/{level}/{col}_{row}.jpeg", name="slide_dz_tile")
+async def slide_dz_tile(
+    request: Request,
+    slide_id: RowId,
+    level: Annotated[int, Path(ge=0, le=64)],
+    col: Annotated[int, Path(ge=0, le=MAX_ROW_ID)],
+    row: Annotated[int, Path(ge=0, le=MAX_ROW_ID)],
+) -> Response:
+    """One Deep Zoom tile, read from the slide through its reader."""
+    slide, dz = await _slide(request, slide_id)
+    if not dz.has_tile(level, col, row):
+        raise HTTPException(404, f"slide {slide_id} has no Deep Zoom tile {level}/{col}_{row}")
+    cache = request.app.state.slides
+    return await _jpeg(lambda: dz_tile_jpeg(cache.get(slide.path), dz, level, col, row), dz.tile)
 
 
 @router.get("/slides/{slide_id}/thumbnail.jpg", name="slide_thumbnail")

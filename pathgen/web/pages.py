@@ -6,27 +6,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
 from pathgen.curation import search_captions
-from pathgen.curation.search import CaptionHit
+from pathgen.curation.holds import holder
+from pathgen.curation.search import CaptionHit, query_notice
 from pathgen.errors import PathgenError
 from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, Run
 from pathgen.web.diffs import diff_stats, word_diff
+from pathgen.web.filters import grid_query
+from pathgen.web.grid import REVIEW_STATES, SORTS, GridQuery, grid_page, neighbours, review_totals
 from pathgen.web.params import RowId
 from pathgen.web.queries import (
-    REVIEW_STATES,
     GridItem,
+    filter_options,
     grid_items,
-    review_counts,
     run_summaries,
     tile_detail,
-    tile_grid,
 )
-from pathgen.web.render import render
+from pathgen.web.render import query_url, render
 from pathgen.web.semantic import search_by_meaning
 
 router = APIRouter()
@@ -60,19 +61,18 @@ def _mark_missing(items: list[GridItem]) -> dict[int, bool]:
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="run")
 async def run_page(
-    request: Request,
-    run_id: str,
-    review: str | None = Query(None),
-    page: int = Query(1, ge=1),
+    request: Request, run_id: str, q: GridQuery = Depends(grid_query)
 ) -> HTMLResponse:
-    if review not in (None, "", *REVIEW_STATES):
-        raise HTTPException(400, f"review filter must be one of {', '.join(REVIEW_STATES)}")
-    review = review or None
     await _run_or_404(request, run_id)
     async with read_scope(request.app.state.engine) as session:
         summary = (await run_summaries(session, run_id))[0]
-        grid = await tile_grid(session, run_id, review=review, page=page, per_page=PER_PAGE)
-        counts = await review_counts(session, run_id)
+        try:
+            grid = await grid_page(session, run_id, q, per_page=PER_PAGE)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        items = await grid_items(session, run_id, grid.tile_ids)
+        counts = await review_totals(session, run_id)
+        options = await filter_options(session, run_id)
     return render(
         request,
         "run.html",
@@ -80,10 +80,15 @@ async def run_page(
             "summary": summary,
             "run": summary.run,
             "grid": grid,
-            "review": review,
+            "items": items,
+            "q": q,
+            "filters": q.filters(),
             "counts": counts,
             "states": REVIEW_STATES,
-            "missing": _mark_missing(grid.items),
+            "sorts": SORTS,
+            "options": options,
+            "per_page": PER_PAGE,
+            "missing": _mark_missing(items),
         },
     )
 
@@ -101,14 +106,30 @@ class RevisionView:
 
 @router.get("/tiles/{tile_id}", response_class=HTMLResponse, name="tile")
 async def tile_page(
-    request: Request, tile_id: RowId, run: str | None = Query(None)
+    request: Request,
+    tile_id: RowId,
+    run: str | None = Query(None, max_length=64),
+    queue: bool = Query(False),
+    second: bool = Query(False),
+    q: GridQuery = Depends(grid_query),
 ) -> HTMLResponse:
+    """The tile, its caption history and the review form; ``queue``: opened by "Review
+    next" (after an action the next tile of the filter opens)."""
+    filters = q.filters()
+    prev_id = next_id = None
+    held = None
     async with read_scope(request.app.state.engine) as session:
         detail = await tile_detail(session, tile_id, run or None)
         if detail is None:
             raise HTTPException(404, f"tile {tile_id} does not exist")
         if run and run not in detail.runs:
             raise HTTPException(404, f"tile {tile_id} is not part of run {run!r}")
+        if detail.run_id is not None:
+            try:
+                prev_id, next_id = await neighbours(session, detail.run_id, q, tile_id)
+            except ValueError as exc:
+                raise HTTPException(400, str(exc)) from None
+            held = await holder(session, detail.run_id, tile_id)
     by_id = {r.id: r for r in detail.revisions}
     views = []
     for rev in detail.revisions:
@@ -150,6 +171,15 @@ async def tile_page(
             "state": review.decision if review else "unreviewed",
             "missing": slide_missing(slide.path),
             "rect": rect,
+            "filters": filters,
+            "queue": queue,
+            "prev_id": prev_id,
+            "next_id": next_id,
+            "held": held if held and held[0] != request.state.user.name else None,
+            "queue_url": query_url(
+                f"/runs/{quote(detail.run_id or '', safe='')}/next",
+                {**filters, "second": 1 if second else None},
+            ),
             "next_url": request.url.path
             + (f"?run={quote(detail.run_id, safe='')}" if detail.run_id else ""),
         },
@@ -178,6 +208,7 @@ async def search_page(
     items: list[GridItem] = []
     snippets: dict[int, Markup] = {}
     error = None
+    notice = query_notice(q) if q and mode == "text" else None
     if q and mode == "text":
         async with read_scope(request.app.state.engine) as session:
             hits = await search_captions(session, q, run_id=run_id, limit=SEARCH_LIMIT * 4)
@@ -212,6 +243,7 @@ async def search_page(
             "items": items,
             "snippets": snippets,
             "error": error,
+            "notice": notice,
             "missing": _mark_missing(items),
         },
     )

@@ -1,38 +1,36 @@
-"""Read models for the web pages: run summaries, a run's tile grid, one tile's history.
+"""Read models for the web pages: run summaries, grid cards, one tile's history.
 
 Example::
 
     async with read_scope(engine) as session:
         runs = await run_summaries(session)
-        page = await tile_grid(session, "run-1", review="unreviewed", page=1, per_page=48)
+        cards = await grid_items(session, "run-1", [7, 8, 9])
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pathgen.runs.outcome import effective_status
 from pathgen.runs.owner import owner_alive
-from pathgen.runs.queue import status_counts
 from pathgen.store.captions import final_captions, latest_reviews
 from pathgen.store.models import (
     CaptionRevision,
     Review,
     Run,
     RunSlide,
+    RunTally,
     Selection,
     Slide,
     Tile,
+    WorkItem,
+    utcnow,
 )
 from pathgen.store.revisions import revision_chain, tile_revisions
-from pathgen.store.selections import current_selection
 from pathgen.types import PIPELINE_STAGES
-
-REVIEW_STATES = ("unreviewed", "accept", "edit", "reject")
 
 
 @dataclass
@@ -88,8 +86,49 @@ def _stage_order(stage: str) -> tuple[int, str]:
     return (99, stage)
 
 
+async def _queue_counts(
+    session: AsyncSession, ids: list[str]
+) -> dict[tuple[str, str], dict[str, int]]:
+    """``{(run, stage): {status: n}}``: open items through the partial index, done ones
+    from the tallies; an expired lease counts as queued."""
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    open_rows = await session.execute(
+        select(WorkItem.run_id, WorkItem.stage, WorkItem.status, func.count())
+        .where(WorkItem.run_id.in_(ids), text("status <> 'done'"))
+        .group_by(WorkItem.run_id, WorkItem.stage, WorkItem.status)
+    )
+    for rid, stage, status, n in open_rows:
+        out.setdefault((rid, stage), {})[status] = n
+    expired = await session.execute(
+        select(WorkItem.run_id, WorkItem.stage, func.count())
+        .where(
+            WorkItem.run_id.in_(ids),
+            text("status <> 'done'"),  # through the partial index: open items only
+            WorkItem.status == "leased",
+            WorkItem.lease_expires_at < utcnow(),
+        )
+        .group_by(WorkItem.run_id, WorkItem.stage)
+    )
+    for rid, stage, n in expired:
+        by = out[(rid, stage)]
+        by["leased"] -= n
+        by["queued"] = by.get("queued", 0) + n
+    done = await session.execute(
+        select(RunTally.run_id, RunTally.key, RunTally.n).where(
+            RunTally.run_id.in_(ids), RunTally.kind == "work_done", RunTally.n > 0
+        )
+    )
+    for rid, stage, n in done:
+        out.setdefault((rid, stage), {})["done"] = int(n)
+    return out
+
+
 async def run_summaries(session: AsyncSession, run_id: str | None = None) -> list[RunSummary]:
-    """Every run (or one), newest first, with per-stage queue and revision counts."""
+    """Every run (or one), newest first, with per-stage queue and revision counts.
+
+    Reads tallies kept as rows change (see :class:`~pathgen.store.models.RunTally`) and
+    per-slide rows, never a row per tile, so it costs the same at any run size.
+    """
     stmt = select(Run).order_by(Run.created_at.desc(), Run.id)
     if run_id is not None:
         stmt = stmt.where(Run.id == run_id)
@@ -103,38 +142,52 @@ async def run_summaries(session: AsyncSession, run_id: str | None = None) -> lis
     def row(rid: str, stage: str) -> StageRow:
         return stages.setdefault((rid, stage), StageRow(stage))
 
-    counts = await status_counts(session, ids)
+    queue = await _queue_counts(session, ids)
+    by_run: dict[str, dict[str, dict[str, int]]] = {}
+    for (rid, stage), by in queue.items():
+        by_run.setdefault(rid, {})[stage] = by
+        r = row(rid, stage)
+        r.queued, r.in_flight = by.get("queued", 0), by.get("leased", 0)
+        r.done, r.failed = by.get("done", 0), by.get("failed", 0)
     for r in runs:
         out[r.id].status = effective_status(
-            r.status, counts.get(r.id, {}), owner_alive=owner_alive(r.owner)
+            r.status, by_run.get(r.id, {}), owner_alive=owner_alive(r.owner)
         )
-    for rid, by_stage in counts.items():
-        for stage, by in by_stage.items():
-            r = row(rid, stage)
-            r.queued, r.in_flight = by.get("queued", 0), by.get("leased", 0)
-            r.done, r.failed = by.get("done", 0), by.get("failed", 0)
-    revs = await session.execute(
+    tallies = await session.execute(
         select(
-            CaptionRevision.run_id,
-            CaptionRevision.stage,
-            CaptionRevision.status,
-            func.count(),
-            func.sum(CaptionRevision.input_tokens),
-            func.sum(CaptionRevision.output_tokens),
-            func.sum(CaptionRevision.cost),
-        )
-        .where(CaptionRevision.run_id.in_(ids))
-        .group_by(CaptionRevision.run_id, CaptionRevision.stage, CaptionRevision.status)
+            RunTally.run_id,
+            RunTally.kind,
+            RunTally.key,
+            RunTally.n,
+            RunTally.input_tokens,
+            RunTally.output_tokens,
+            RunTally.cost,
+        ).where(RunTally.run_id.in_(ids))
     )
-    for rid, stage, status, n, tin, tout, cost in revs:
-        r = row(rid, stage)
-        if status == "ok":
-            r.revisions_ok += n
-        else:
-            r.revisions_failed += n
-        r.input_tokens += int(tin or 0)
-        r.output_tokens += int(tout or 0)
-        r.cost += float(cost or 0.0)
+    newest_kept: dict[tuple[str, str], tuple[int, int]] = {}
+    for rid, kind, key, n, tin, tout, cost in tallies:
+        summary = out[rid]
+        if kind == "revisions":
+            stage, _, status = key.rpartition(":")
+            r = row(rid, stage)
+            if status == "ok":
+                r.revisions_ok += n
+            else:
+                r.revisions_failed += n
+            r.input_tokens += int(tin)
+            r.output_tokens += int(tout)
+            r.cost += float(cost)
+        elif kind == "review":
+            summary.captioned += n
+            if key != "unreviewed" and n:
+                summary.reviews[key] = n
+        elif kind == "kept":
+            slide, _, rnd = key.partition(":")
+            seen = newest_kept.get((rid, slide))
+            if seen is None or int(rnd) > seen[0]:
+                newest_kept[(rid, slide)] = (int(rnd), n)
+    for (rid, _), (_, n) in newest_kept.items():
+        out[rid].selected += n
     for (rid, _), srow in sorted(stages.items(), key=lambda kv: _stage_order(kv[0][1])):
         out[rid].stages.append(srow)
 
@@ -144,44 +197,11 @@ async def run_summaries(session: AsyncSession, run_id: str | None = None) -> lis
         .where(RunSlide.run_id.in_(ids))
         .group_by(RunSlide.run_id, Slide.status)
     )
-    for rid, status, n, _tiles in slides:
+    for rid, status, n, tiles in slides:
         out[rid].slides += n
+        out[rid].tiles += int(tiles or 0)
         if status == "failed":
             out[rid].slides_failed += n
-    tiles = await session.execute(
-        select(RunSlide.run_id, func.count(Tile.id))
-        .join(Tile, Tile.slide_id == RunSlide.slide_id)
-        .where(RunSlide.run_id.in_(ids))
-        .group_by(RunSlide.run_id)
-    )
-    for rid, n in tiles:
-        out[rid].tiles = n
-    current = current_selection(list(ids)).where(Selection.kept.is_(True)).subquery()
-    selected = await session.execute(
-        select(current.c.run_id, func.count()).group_by(current.c.run_id)
-    )
-    for rid, n in selected:
-        out[rid].selected = n
-    captioned = await session.execute(
-        select(CaptionRevision.run_id, func.count(distinct(CaptionRevision.tile_id)))
-        .where(CaptionRevision.run_id.in_(ids))
-        .group_by(CaptionRevision.run_id)
-    )
-    for rid, n in captioned:
-        out[rid].captioned = n
-    latest = (
-        select(func.max(Review.id).label("rid"))
-        .where(Review.run_id.in_(ids))
-        .group_by(Review.run_id, Review.tile_id)
-        .subquery()
-    )
-    decisions = await session.execute(
-        select(Review.run_id, Review.decision, func.count())
-        .join(latest, latest.c.rid == Review.id)
-        .group_by(Review.run_id, Review.decision)
-    )
-    for rid, decision, n in decisions:
-        out[rid].reviews[decision] = n
     return [out[r.id] for r in runs]
 
 
@@ -197,76 +217,19 @@ class GridItem:
 
 
 @dataclass
-class GridPage:
-    items: list[GridItem]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
+class FilterOptions:
+    organs: list[str]
+    labels: list[str]
 
 
-def _latest_review_subquery(run_id: str) -> Any:
-    return (
-        select(Review.tile_id.label("tile_id"), func.max(Review.id).label("rid"))
-        .where(Review.run_id == run_id)
-        .group_by(Review.tile_id)
-        .subquery()
+async def filter_options(session: AsyncSession, run_id: str) -> FilterOptions:
+    """The run's organs and labels to filter by (from its per-slide rows)."""
+    where = RunSlide.run_id == run_id
+    organs = await session.scalars(select(RunSlide.organ).where(where).distinct())
+    labels = await session.scalars(select(RunSlide.label).where(where).distinct())
+    return FilterOptions(
+        organs=sorted(o for o in organs if o), labels=sorted(lab for lab in labels if lab)
     )
-
-
-async def review_counts(session: AsyncSession, run_id: str) -> dict[str, int]:
-    """Captioned tiles of the run by review state (``unreviewed`` included)."""
-    captioned = (
-        select(CaptionRevision.tile_id)
-        .where(CaptionRevision.run_id == run_id)
-        .group_by(CaptionRevision.tile_id)
-        .subquery()
-    )
-    latest = _latest_review_subquery(run_id)
-    rows = await session.execute(
-        select(Review.decision, func.count())
-        .select_from(captioned)
-        .outerjoin(latest, latest.c.tile_id == captioned.c.tile_id)
-        .outerjoin(Review, Review.id == latest.c.rid)
-        .group_by(Review.decision)
-    )
-    counts = dict.fromkeys(REVIEW_STATES, 0)
-    for decision, n in rows:
-        counts[decision or "unreviewed"] = counts.get(decision or "unreviewed", 0) + n
-    return counts
-
-
-async def tile_grid(
-    session: AsyncSession, run_id: str, *, review: str | None, page: int, per_page: int
-) -> GridPage:
-    """One page of the run's captioned tiles (by tile id), optionally of one review state."""
-    captioned = (
-        select(CaptionRevision.tile_id)
-        .where(CaptionRevision.run_id == run_id)
-        .group_by(CaptionRevision.tile_id)
-        .subquery()
-    )
-    latest = _latest_review_subquery(run_id)
-    base = (
-        select(captioned.c.tile_id)
-        .outerjoin(latest, latest.c.tile_id == captioned.c.tile_id)
-        .outerjoin(Review, Review.id == latest.c.rid)
-    )
-    if review == "unreviewed":
-        base = base.where(Review.id.is_(None))
-    elif review:
-        base = base.where(Review.decision == review)
-    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
-    ids = list(
-        await session.scalars(
-            base.order_by(captioned.c.tile_id).limit(per_page).offset((page - 1) * per_page)
-        )
-    )
-    items = await grid_items(session, run_id, ids)
-    return GridPage(items, total, page, per_page)
 
 
 async def grid_items(session: AsyncSession, run_id: str, tile_ids: list[int]) -> list[GridItem]:

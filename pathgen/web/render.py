@@ -1,4 +1,4 @@
-"""Template rendering shared by the web routes: the Jinja2 environment, reviewer cookie, links.
+"""Template rendering shared by the web routes: the Jinja2 environment, links.
 
 Autoescaping is on for every template; model text is never marked safe (diff markup
 escapes the words itself, see :mod:`pathgen.web.diffs`).
@@ -10,17 +10,15 @@ import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
-from fastapi import Request, Response
+from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 TEMPLATES_DIR = Path(os.fspath(resources.files("pathgen.web") / "templates"))
 STATIC_DIR = Path(os.fspath(resources.files("pathgen.web") / "static"))
-REVIEWER_COOKIE = "pathgen_reviewer"
-MAX_REVIEWER = 128
 
 
 def make_templates() -> Jinja2Templates:
@@ -35,7 +33,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["count"] = _count
     env.filters["when"] = _when
     env.filters["urlpart"] = lambda v: quote(str(v), safe="")
-    env.globals["query"] = _query
+    env.globals["query"] = query_url
     return Jinja2Templates(env=env)
 
 
@@ -54,31 +52,19 @@ def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "-"
 
 
-def _query(path: str, **params: Any) -> str:
+def query_url(path: str, params: dict[str, Any] | None = None, /, **more: Any) -> str:
     """``path?k=v`` with the params that are set (URL-encoded)."""
-    clean = {k: v for k, v in params.items() if v is not None and v != ""}
+    clean = {k: v for k, v in {**(params or {}), **more}.items() if v is not None and v != ""}
     return f"{path}?{urlencode(clean)}" if clean else path
-
-
-def reviewer_name(request: Request) -> str:
-    """The reviewer remembered in the cookie, else the server's default (``--reviewer``)."""
-    raw = unquote(request.cookies.get(REVIEWER_COOKIE, "")).strip()
-    return raw[:MAX_REVIEWER] or request.app.state.default_reviewer
-
-
-def remember_reviewer(response: Response, name: str) -> None:
-    response.set_cookie(
-        REVIEWER_COOKIE, quote(name, safe=""), max_age=365 * 86400, samesite="lax", path="/"
-    )
 
 
 def render(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
-    """Render template ``name`` with the CSRF token and reviewer every page needs."""
+    """Render template ``name`` with the CSRF token and the user every page needs."""
     ctx = {
         "csrf_token": request.state.csrf_token,
-        "reviewer": reviewer_name(request),
+        "user": getattr(request.state, "user", None),
         **context,
     }
     templates: Jinja2Templates = request.app.state.templates
