@@ -52,7 +52,7 @@ def demo(
     samples = run_async(lambda: _samples(settings.database.url, summary.run_id))
     out.print("\n[bold]Sample captions[/bold] (random weights: not meaningful):")
     for tile_id, text in samples:
-        out.print(f"  tile {tile_id}: {text}", highlight=False)
+        out.print(f"  tile {tile_id}: {text}", highlight=False, markup=False)
     out.print(f"\nconfig:    {config}")
     out.print(f"database:  {settings.database.url}")
     out.print(f"previews:  {settings.tiling.preview_dir}")

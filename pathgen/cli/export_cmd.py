@@ -172,7 +172,7 @@ def open_clip_model(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Folder to write (open_clip local-dir: layout)."),
     run: str | None = typer.Option(
-        None, "--run", help="Export the model RUN used (default: the config's [model])."
+        None, "--run", help="Export the model RUN used (default: the config's \\[model])."
     ),
 ) -> None:
     """Write the CLIP model as an open_clip `local-dir:` folder (config + weights).
@@ -191,6 +191,7 @@ def open_clip_model(
         f"`python -m open_clip_train.main --model local-dir:{folder} ...`; its weights "
         f"{folder / WEIGHTS_FILE} are a [model] pretrained for pathgen",
         highlight=False,
+        markup=False,
         soft_wrap=True,
     )
 

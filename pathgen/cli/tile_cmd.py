@@ -38,6 +38,8 @@ def tile(
     log_format: str = typer.Option("rich"),
 ) -> None:
     """Tile slides (the tile stage alone): find tissue, cut tiles, store them."""
+    from rich.markup import escape
+
     from pathgen.errors import ConfigError
     from pathgen.runs import registry
     from pathgen.workers.pipeline import main as run_main
@@ -74,8 +76,8 @@ def tile(
         out.print("  by reader: " + ", ".join(f"{r} {n}" for r, n in readers.items()))
     for p in problems:
         via = f" ({p.reader})" if p.reader else ""
-        out.print(f"  [red]{p.reason}[/red] {p.path}{via}: {p.error}", soft_wrap=True)
-    out.print(summary.outcome.last_line(), highlight=False, soft_wrap=True)
+        out.print(f"  [red]{p.reason}[/red] {escape(f'{p.path}{via}: {p.error}')}", soft_wrap=True)
+    out.print(summary.outcome.last_line(), highlight=False, markup=False, soft_wrap=True)
     exit_with(summary.outcome)
 
 
