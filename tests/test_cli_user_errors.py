@@ -1,0 +1,23 @@
+"""A user's mistake ends in one line naming what is wrong and what to do, with a truthful
+exit code: an output that cannot be written, a run that does not exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.populate import RUN_ID, populate
+from tests.test_export_webdataset import cli
+
+
+async def test_unwritable_output_is_one_line_naming_the_path(
+    engine, db_url: str, tmp_path: Path
+) -> None:
+    await populate(engine)
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    out = blocker / "shards"
+    res = await cli(db_url, "export", "webdataset", RUN_ID, "--out", str(out))
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    (line,) = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert str(out) in line and "Not a directory" in line
