@@ -21,3 +21,18 @@ async def test_unwritable_output_is_one_line_naming_the_path(
     assert "Traceback" not in res.output
     (line,) = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert str(out) in line and "Not a directory" in line
+
+
+async def test_unknown_run_is_named_with_the_runs_there(
+    engine, db_url: str, tmp_path: Path
+) -> None:
+    await populate(engine)
+    for args in (
+        ["status", "nosuch"],
+        ["status", "nosuch", "--json"],
+        ["retry", "nosuch"],
+        ["export", "webdataset", "nosuch", "--out", str(tmp_path / "shards")],
+    ):
+        res = await cli(db_url, *args)
+        assert res.exit_code in (1, 2), (args, res.output)
+        assert f"no run 'nosuch' in this database (runs: {RUN_ID})" in res.output, args
