@@ -28,7 +28,9 @@ async def _counts(url: str, run_id: str):  # noqa: ANN202
 
 def tile(
     ctx: typer.Context,
-    slides: list[str] = typer.Argument(None, help="Slide files or folders."),
+    slides: list[str] = typer.Argument(
+        None, help="Slide files or folders (default: the config's run.manifest)."
+    ),
     manifest: Path | None = typer.Option(None, help="Manifest CSV: path[,mpp,report,label,organ]."),
     mpp: float | None = typer.Option(None, help="Target µm/px (default tiling.mpp, 0.5)."),
     tile_size: int | None = typer.Option(None, help="Tile side in pixels at the target µm/px."),
