@@ -36,3 +36,14 @@ async def test_unknown_run_is_named_with_the_runs_there(
         res = await cli(db_url, *args)
         assert res.exit_code in (1, 2), (args, res.output)
         assert f"no run 'nosuch' in this database (runs: {RUN_ID})" in res.output, args
+
+
+async def test_empty_instruct_export_says_how_to_make_items(
+    engine, db_url: str, tmp_path: Path
+) -> None:
+    await populate(engine)  # captions, but the instruct stage never ran
+    res = await cli(db_url, "export", "instruct", RUN_ID, "--out", str(tmp_path / "llava"))
+    assert res.exit_code == 0, res.output
+    assert "exported 0 items" in res.output
+    assert "[captioning.instruct] enabled = true" in res.output
+    assert "--redo instruct --force" in res.output

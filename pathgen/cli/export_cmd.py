@@ -242,6 +242,14 @@ def instruct(
         highlight=False,
         soft_wrap=True,
     )
+    if not any(result.counts.values()):
+        why = (
+            "no curator has accepted or edited an item yet (`pathgen serve`)"
+            if only_reviewed
+            else "run the instruct stage: set [captioning.instruct] enabled = true in the "
+            "config, then `pathgen run CONFIG --redo instruct --force`"
+        )
+        console.print(f"note: no verified instruct items in run {run}: {why}", markup=False)
 
 
 def register(app: typer.Typer) -> None:
