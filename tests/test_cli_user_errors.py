@@ -31,6 +31,7 @@ async def test_unknown_run_is_named_with_the_runs_there(
         ["status", "nosuch"],
         ["status", "nosuch", "--json"],
         ["retry", "nosuch"],
+        ["worker", "--run", "nosuch", "--exit-when-idle"],
         ["export", "webdataset", "nosuch", "--out", str(tmp_path / "shards")],
     ):
         res = await cli(db_url, *args)
