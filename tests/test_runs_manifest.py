@@ -41,3 +41,22 @@ def test_a_good_manifest_still_reads(tmp_path: Path) -> None:
     (entry,) = read_manifest(path)
     assert entry.path == str(tmp_path / "a, b.svs") and entry.mpp == 0.5
     assert entry.label == "tumour"
+
+
+async def test_check_notes_unknown_organs_and_repeated_slides(tmp_path: Path) -> None:
+    from pathgen.runs.preflight import preflight
+    from pathgen.settings import Settings
+
+    slide = tmp_path / "a.svs"
+    slide.write_bytes(b"x")
+    path = _manifest(
+        tmp_path, b"path,organ\na.svs,martian\na.svs,Breast\nb.svs,\n"
+    )  # b.svs: run.organ
+    settings = Settings.model_validate({"run": {"organ": "lunar"}})
+    checked = await preflight(settings, ["tile"], read_manifest(path))
+    notes = "\n".join(checked.notes)
+    assert "1 slide(s) listed more than once (first: " + str(slide) + ")" in notes
+    assert (
+        "organ(s) not in the prompt library: 'lunar' (1 slide(s)), 'martian' (1 slide(s))" in notes
+    )
+    assert "generic prompts" in notes and "breast" in notes
