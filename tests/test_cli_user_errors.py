@@ -48,3 +48,12 @@ async def test_empty_instruct_export_says_how_to_make_items(
     assert "exported 0 items" in res.output
     assert "[captioning.instruct] enabled = true" in res.output
     assert "--redo instruct --force" in res.output
+
+
+async def test_empty_reviewed_export_says_why(engine, db_url: str, tmp_path: Path) -> None:
+    await populate(engine)  # nothing reviewed
+    out = tmp_path / "shards"
+    res = await cli(db_url, "export", "webdataset", RUN_ID, "--out", str(out), "--only-reviewed")
+    assert res.exit_code == 0, res.output
+    assert "exported 0 samples" in res.output
+    assert "no caption of run demo-run is accepted or edited yet" in res.output

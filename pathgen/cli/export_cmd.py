@@ -94,6 +94,12 @@ def webdataset(
         highlight=False,
         soft_wrap=True,
     )
+    if not result.samples and only_reviewed:
+        console.print(
+            f"note: no caption of run {run} is accepted or edited yet: review tiles in "
+            "`pathgen serve`, or export without --only-reviewed",
+            markup=False,
+        )
 
 
 async def _pairs(settings: Settings, run_id: str, out: Path, fmt: str, images: bool, tpl: str):
