@@ -102,3 +102,15 @@ def test_slides_given_replace_the_config_manifest(slides_dir: Path, tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert "slides tiled: 0, failed: 1" in result.output
     assert "gone.svs" not in result.output
+
+
+def test_bad_option_values_name_the_option(tmp_path: Path) -> None:
+    env = {"PATHGEN_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 't.db'}"}
+    for option, value, expected in (
+        ("--mpp", "0", "--mpp: Input should be greater than 0"),
+        ("--tile-size", "4", "--tile-size: Input should be greater than or equal to 8"),
+        ("--assume-mpp", "-1", "--assume-mpp: Input should be greater than 0"),
+    ):
+        result = CliRunner().invoke(app, ["tile", "x.svs", option, value], env=env)
+        assert result.exit_code == 2, (option, result.output)
+        assert expected in result.output and "Traceback" not in result.output

@@ -40,6 +40,7 @@ def tile(
     log_format: str = typer.Option("rich"),
 ) -> None:
     """Tile slides (the tile stage alone): find tissue, cut tiles, store them."""
+    from pydantic import ValidationError
     from rich.markup import escape
 
     from pathgen.errors import ConfigError
@@ -59,7 +60,12 @@ def tile(
         if v is not None
     }
     if overrides:
-        tiling = settings.tiling.model_validate({**settings.tiling.model_dump(), **overrides})
+        try:
+            tiling = settings.tiling.model_validate({**settings.tiling.model_dump(), **overrides})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            option = "--" + str(first["loc"][0]).replace("_", "-")
+            raise ConfigError(first["msg"], key=option) from None
         settings = settings.model_copy(update={"tiling": tiling})
     entries = slide_entries(settings, manifest, slides)
     if not entries:
