@@ -73,6 +73,6 @@ async def test_downgrade_and_upgrade_keep_a_populated_database(engine) -> None:
     async with engine.connect() as conn:
         tiles = (await conn.execute(text("SELECT count(*) FROM tiles"))).scalar_one()
         slides = (await conn.execute(text("SELECT count(*) FROM slides"))).scalar_one()
-        enforced = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
+        if engine.dialect.name == "sqlite":  # the pooled connection enforces them again
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
     assert tiles == len(pop.tile_ids) and slides == 1
-    assert enforced == 1  # the pooled connection enforces foreign keys again
