@@ -228,9 +228,15 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _describe_validation_error(err: ValidationError, path: str) -> ConfigError:
+def _describe_validation_error(
+    err: ValidationError, path: str, from_env: dict[str, str] | None = None
+) -> ConfigError:
+    """The first problem, naming the file (or the environment variable that set the
+    value: ``from_env`` maps dotted keys to variable names) and the key."""
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
+    if from_env and key in from_env:
+        path = f"environment variable {from_env[key]}"
     kind = first["type"]
     if kind == "extra_forbidden":
         return ConfigError("unknown key (check the spelling)", path=path, key=key)
@@ -326,10 +332,12 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", path=shown) from None
         _resolve_paths(data, file.resolve().parent)
+    from_env: dict[str, str] = {}
     for env, dotted in ENV_OVERRIDES.items():
         if os.environ.get(env):
             _set_dotted(data, dotted, os.environ[env])
+            from_env[dotted] = env
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise _describe_validation_error(exc, shown) from None
+        raise _describe_validation_error(exc, shown, from_env) from None

@@ -50,3 +50,14 @@ def test_missing_database_and_bad_login(tmp_path: Path) -> None:
     stranger = url.set(username="pathgen_no_such_role").render_as_string(hide_password=False)
     res = _status(tmp_path, stranger)
     assert res.exit_code == 1 and "refused the login" in res.output
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "demo"], ["show", "1"]])
+def test_database_without_schema(tmp_path: Path, command: list[str]) -> None:
+    """A new database file (or a wrong database.url) read before `pathgen db upgrade`."""
+    config = tmp_path / "pathgen.toml"
+    config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "new.db"}"\n')
+    res = CliRunner().invoke(app, ["-c", str(config), *command])
+    assert res.exit_code == 1, res.output
+    assert "no pathgen schema" in res.output and "pathgen db upgrade" in res.output
+    assert "Traceback" not in res.output

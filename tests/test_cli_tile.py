@@ -85,3 +85,32 @@ async def test_tile_command_records_every_outcome(slides_dir: Path, tmp_path: Pa
     after = await _slides(db_url)
     assert after["boxes.tiff"].error_reason == "too_small"  # 300x250 px < one 336 px tile
     assert after["CMU-1-Small-Region.svs"].tile_count == cmu.tile_count
+
+
+def test_slides_given_replace_the_config_manifest(slides_dir: Path, tmp_path: Path) -> None:
+    """`pathgen tile ONE.svs` tiles that slide, not also every slide of `run.manifest`."""
+    manifest = tmp_path / "slides.csv"
+    manifest.write_text(f"path\n{slides_dir / 'CMU-1-Small-Region.svs'}\n{tmp_path / 'gone.svs'}\n")
+    config = tmp_path / "pathgen.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "t.db"}"\n'
+        f'[run]\nmanifest = "slides.csv"\ndata_dir = "data"\n'
+    )
+    small = slides_dir / "openslide-python-fixtures" / "small.svs"
+    args = ["-c", str(config), "tile", str(small), "--log-format", "json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "slides tiled: 0, failed: 1" in result.output
+    assert "gone.svs" not in result.output
+
+
+def test_bad_option_values_name_the_option(tmp_path: Path) -> None:
+    env = {"PATHGEN_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 't.db'}"}
+    for option, value, expected in (
+        ("--mpp", "0", "--mpp: Input should be greater than 0"),
+        ("--tile-size", "4", "--tile-size: Input should be greater than or equal to 8"),
+        ("--assume-mpp", "-1", "--assume-mpp: Input should be greater than 0"),
+    ):
+        result = CliRunner().invoke(app, ["tile", "x.svs", option, value], env=env)
+        assert result.exit_code == 2, (option, result.output)
+        assert expected in result.output and "Traceback" not in result.output

@@ -62,3 +62,14 @@ def test_secrets_are_not_settings(tmp_path: Path) -> None:
 def test_help_lists_commands() -> None:
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0 and "db" in result.output and "version" in result.output
+
+
+def test_bad_env_override_blames_the_variable_not_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "pathgen.toml"
+    cfg.write_text('[database]\nurl = "sqlite+aiosqlite:///ok.db"\n')
+    monkeypatch.setenv("PATHGEN_DB_URL", "mysql://x")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert str(err.value).startswith("environment variable PATHGEN_DB_URL: database.url: ")

@@ -30,6 +30,9 @@ def test_eval_on_demo_run(tmp_path: Path) -> None:
         captioned = db.execute(
             "SELECT count(DISTINCT tile_id) FROM caption_revisions WHERE run_id = ?", (run_id,)
         ).fetchone()[0]
+    # the commands it suggests are whole lines, to copy and paste (not wrapped at 80 columns)
+    assert f"-c {config} status {run_id}\n" in result.output
+    assert f"-c {config} serve\n" in result.output
 
     out = tmp_path / "report"
     result = runner.invoke(

@@ -59,3 +59,20 @@ async def test_cli_db_commands(db_url: str, revision: str, monkeypatch, tmp_path
     assert "up to date" in cur.output
     down = await asyncio.to_thread(runner.invoke, app, ["db", "downgrade"])
     assert down.exit_code == 0 and "base" in down.output
+
+
+async def test_downgrade_and_upgrade_keep_a_populated_database(engine) -> None:
+    """SQLite recreates a table to drop a column; rows of other tables pointing at it
+    (tiles -> slides) must not make that fail, and the rows stay."""
+    from tests.populate import populate
+
+    pop = await populate(engine)
+    await migrate.downgrade(engine, "0004")
+    assert await migrate.current(engine) == "0004"
+    await migrate.upgrade(engine)
+    async with engine.connect() as conn:
+        tiles = (await conn.execute(text("SELECT count(*) FROM tiles"))).scalar_one()
+        slides = (await conn.execute(text("SELECT count(*) FROM slides"))).scalar_one()
+        if engine.dialect.name == "sqlite":  # the pooled connection enforces them again
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
+    assert tiles == len(pop.tile_ids) and slides == 1

@@ -40,13 +40,24 @@ from pathgen.exitcodes import ExitCode
 
 def _error(message: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(
+        f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True
+    )
+
+
+def _file_problem(exc: OSError) -> str:
+    """A file or folder that cannot be read or written (an output under a file, a
+    read-only or full disk, a missing input): the path, why, and what to do."""
+    target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+    return f"{target}: {exc.strerror or exc}: check the path, its permissions and free space"
 
 
 class PathgenGroup(TyperGroup):
     """Turns pathgen's user errors into one line on stderr (no traceback) and an exit code:
-    2 for a configuration that cannot start, 1 for other pathgen errors."""
+    2 for a configuration that cannot start, 1 for other pathgen errors, an unreachable
+    database and a file that cannot be read or written."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -63,6 +74,8 @@ class PathgenGroup(TyperGroup):
             from pathgen.store.outage import connection_problem
 
             problem = connection_problem(exc)
+            if problem is None and isinstance(exc, OSError) and exc.filename:
+                problem = _file_problem(exc)
             if problem is None:
                 raise
             _error(problem)

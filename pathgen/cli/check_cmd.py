@@ -26,6 +26,8 @@ def check(
     The checks `pathgen run` makes before it starts: settings, manifest, API key
     variables, templates, the model (loaded); with --probe, one token per provider.
     """
+    from rich.markup import escape
+
     from pathgen.runs.graph import parse_stages
     from pathgen.runs.preflight import llm_stages, preflight
     from pathgen.settings import load_settings
@@ -36,12 +38,14 @@ def check(
     checked = run_async(lambda: preflight(settings, chosen, entries, probe_providers=probe))
     out = console()
     for note in checked.notes:
-        out.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     steps = llm_stages(settings, chosen)
     for step in steps:
         where = step.cfg.base_url or "default endpoint"
         out.print(
-            f"  {step.setting}: {step.cfg.provider} {step.cfg.model} ({where})", highlight=False
+            f"  {step.setting}: {step.cfg.provider} {step.cfg.model} ({where})",
+            highlight=False,
+            markup=False,
         )
     what = "settings, manifest, keys, templates" + (", model" if checked.clip else "")
     probed = ", providers answered" if probe and steps else ""

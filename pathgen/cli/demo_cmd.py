@@ -52,13 +52,16 @@ def demo(
     samples = run_async(lambda: _samples(settings.database.url, summary.run_id))
     out.print("\n[bold]Sample captions[/bold] (random weights: not meaningful):")
     for tile_id, text in samples:
-        out.print(f"  tile {tile_id}: {text}", highlight=False)
-    out.print(f"\nconfig:    {config}")
-    out.print(f"database:  {settings.database.url}")
-    out.print(f"previews:  {settings.tiling.preview_dir}")
+        out.print(f"  tile {tile_id}: {text}", highlight=False, markup=False)
     exe = Path(sys.executable).parent / "pathgen"
-    out.print(f"next:      {exe} -c {config} status {summary.run_id}")
-    out.print(f"           {exe} -c {config} serve")
+    for line in (  # whole lines, to copy and paste: never wrapped, no markup
+        f"\nconfig:    {config}",
+        f"database:  {settings.database.url}",
+        f"previews:  {settings.tiling.preview_dir}",
+        f"next:      {exe} -c {config} status {summary.run_id}",
+        f"           {exe} -c {config} serve",
+    ):
+        out.print(line, soft_wrap=True, markup=False, highlight=False)
     out.print(NOTICE, style="yellow")
     exit_with(summary.outcome)
 

@@ -94,6 +94,12 @@ def webdataset(
         highlight=False,
         soft_wrap=True,
     )
+    if not result.samples and only_reviewed:
+        console.print(
+            f"note: no caption of run {run} is accepted or edited yet: review tiles in "
+            "`pathgen serve`, or export without --only-reviewed",
+            markup=False,
+        )
 
 
 async def _pairs(settings: Settings, run_id: str, out: Path, fmt: str, images: bool, tpl: str):
@@ -172,7 +178,7 @@ def open_clip_model(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Folder to write (open_clip local-dir: layout)."),
     run: str | None = typer.Option(
-        None, "--run", help="Export the model RUN used (default: the config's [model])."
+        None, "--run", help="Export the model RUN used (default: the config's \\[model])."
     ),
 ) -> None:
     """Write the CLIP model as an open_clip `local-dir:` folder (config + weights).
@@ -191,6 +197,7 @@ def open_clip_model(
         f"`python -m open_clip_train.main --model local-dir:{folder} ...`; its weights "
         f"{folder / WEIGHTS_FILE} are a [model] pretrained for pathgen",
         highlight=False,
+        markup=False,
         soft_wrap=True,
     )
 
@@ -241,6 +248,14 @@ def instruct(
         highlight=False,
         soft_wrap=True,
     )
+    if not any(result.counts.values()):
+        why = (
+            "no curator has accepted or edited an item yet (`pathgen serve`)"
+            if only_reviewed
+            else "run the instruct stage: set [captioning.instruct] enabled = true in the "
+            "config, then `pathgen run CONFIG --redo instruct --force`"
+        )
+        console.print(f"note: no verified instruct items in run {run}: {why}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,11 +23,14 @@ def check_log_format(value: str) -> str:
 def slide_entries(
     settings: Settings, manifest: Path | None, slides: list[str] | None = None
 ) -> list[SlideEntry]:
-    """The slides of ``--manifest`` (else ``run.manifest``) plus files/folders given."""
+    """The slides of ``--manifest`` plus the files/folders given; ``run.manifest`` when
+    neither is given (slides named on the command line are the ones meant)."""
     from pathgen.runs.manifest import discover, read_manifest
 
     entries: list[SlideEntry] = []
-    source = manifest or (Path(settings.run.manifest) if settings.run.manifest else None)
+    source = manifest
+    if source is None and not slides and settings.run.manifest:
+        source = Path(settings.run.manifest)
     if source is not None:
         entries += read_manifest(source)
     entries += discover(slides or [])

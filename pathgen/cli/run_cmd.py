@@ -29,14 +29,14 @@ def run(
         None,
         help="Caption stage(s) to run again, with the stages after them (e.g. after "
         "changing a model or prompt); same model+prompt outputs are reused. "
-        "'select': embed with the current [model] and select again (a new selection "
+        "'select': embed with the current \\[model] and select again (a new selection "
         "round); newly kept tiles are captioned, kept ones keep their captions.",
     ),
     force: bool = typer.Option(False, help="With --redo: always make new revisions."),
     model_pretrained: Path | None = typer.Option(
         None,
         "--model-pretrained",
-        help="Use this checkpoint as [model] pretrained (e.g. a `pathgen train-clip` "
+        help="Use this checkpoint as \\[model] pretrained (e.g. a `pathgen train-clip` "
         "result, with --redo select).",
     ),
     check: bool = typer.Option(

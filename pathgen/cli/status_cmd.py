@@ -8,13 +8,18 @@ from pathgen.cli.context import console, print_wide, run_async, state
 from pathgen.cli.summary import print_summary
 
 
-async def _latest(url: str) -> str | None:
-    from pathgen.runs.registry import latest_run_id
+async def _existing(url: str, run_id: str | None) -> str | None:
+    """``run_id`` when that run exists (else a ConfigError naming the runs there), or the
+    latest run when none is given (None when there is none)."""
+    from pathgen.runs.registry import latest_run_id, require_run
     from pathgen.store.engine import make_engine
 
     engine = make_engine(url)
     try:
-        return await latest_run_id(engine)
+        if run_id is None:
+            return await latest_run_id(engine)
+        await require_run(engine, run_id)
+        return run_id
     finally:
         await engine.dispose()
 
@@ -28,7 +33,7 @@ def status(
     from pathgen.errors import ConfigError
 
     settings = state(ctx).settings
-    rid = run_id or run_async(lambda: _latest(settings.database.url))
+    rid = run_async(lambda: _existing(settings.database.url, run_id))
     if rid is None:
         raise ConfigError("no runs in this database yet", key="RUN")
     print_summary(rid, settings, "json" if as_json else "rich")
@@ -56,10 +61,12 @@ def _print_estimate(url: str, run_id: str) -> None:
 
 async def _retry(url: str, run_id: str, stage: str | None) -> int:
     from pathgen.runs import queue
+    from pathgen.runs.registry import require_run
     from pathgen.store.engine import make_engine
 
     engine = make_engine(url)
     try:
+        await require_run(engine, run_id)
         return await queue.retry_failed(engine, run_id, stage)
     finally:
         await engine.dispose()

@@ -49,6 +49,7 @@ def print_summary(
 ) -> None:
     """Print the run's summary; ``outcome`` (of a process that just ended) adds the last
     line and the exit code to the JSON."""
+    from rich.markup import escape
     from rich.table import Table
 
     from pathgen.runs.progress import render
@@ -83,20 +84,23 @@ def print_summary(
         for col in ("slide", "reader", "reason", "message"):
             table.add_column(col)
         for p in problems:
-            table.add_row(Path(p.path).name, p.reader or "", p.reason or "", p.error or "")
+            cells = (Path(p.path).name, p.reader or "", p.reason or "", p.error or "")
+            table.add_row(*map(escape, cells))
         print_wide(out, table)
     for note in notes:
-        out.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        out.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     lines = outcome.lines() if outcome is not None else everything.lines(unfinished=False)
     if lines:
         out.print(
-            f"[yellow]items not done[/yellow] (`pathgen retry {run_id}` requeues parked ones):"
+            f"[yellow]items not done[/yellow] (`pathgen retry {escape(run_id)}` requeues parked "
+            "ones):"
         )
         for line in lines:
             out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     if outcome is not None:
         style = "green" if outcome.code == 0 else "yellow"
-        out.print(f"[{style}]{outcome.last_line()}[/{style}]", highlight=False, soft_wrap=True)
+        last = escape(outcome.last_line())
+        out.print(f"[{style}]{last}[/{style}]", highlight=False, soft_wrap=True)
 
 
 def exit_with(outcome: Outcome | None) -> None:

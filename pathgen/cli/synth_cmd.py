@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -44,7 +45,7 @@ def synth_slide(
             out, width, height, mpp=None if no_mpp else mpp, seed=seed, tile=tile, quality=quality
         )
     except (ValueError, OSError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     res = "no µm/px" if no_mpp else f"{mpp} µm/px"
     console.print(

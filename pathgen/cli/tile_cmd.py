@@ -28,7 +28,9 @@ async def _counts(url: str, run_id: str):  # noqa: ANN202
 
 def tile(
     ctx: typer.Context,
-    slides: list[str] = typer.Argument(None, help="Slide files or folders."),
+    slides: list[str] = typer.Argument(
+        None, help="Slide files or folders (default: the config's run.manifest)."
+    ),
     manifest: Path | None = typer.Option(None, help="Manifest CSV: path[,mpp,report,label,organ]."),
     mpp: float | None = typer.Option(None, help="Target µm/px (default tiling.mpp, 0.5)."),
     tile_size: int | None = typer.Option(None, help="Tile side in pixels at the target µm/px."),
@@ -38,6 +40,9 @@ def tile(
     log_format: str = typer.Option("rich"),
 ) -> None:
     """Tile slides (the tile stage alone): find tissue, cut tiles, store them."""
+    from pydantic import ValidationError
+    from rich.markup import escape
+
     from pathgen.errors import ConfigError
     from pathgen.runs import registry
     from pathgen.workers.pipeline import main as run_main
@@ -55,7 +60,12 @@ def tile(
         if v is not None
     }
     if overrides:
-        tiling = settings.tiling.model_validate({**settings.tiling.model_dump(), **overrides})
+        try:
+            tiling = settings.tiling.model_validate({**settings.tiling.model_dump(), **overrides})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            option = "--" + str(first["loc"][0]).replace("_", "-")
+            raise ConfigError(first["msg"], key=option) from None
         settings = settings.model_copy(update={"tiling": tiling})
     entries = slide_entries(settings, manifest, slides)
     if not entries:
@@ -74,8 +84,8 @@ def tile(
         out.print("  by reader: " + ", ".join(f"{r} {n}" for r, n in readers.items()))
     for p in problems:
         via = f" ({p.reader})" if p.reader else ""
-        out.print(f"  [red]{p.reason}[/red] {p.path}{via}: {p.error}", soft_wrap=True)
-    out.print(summary.outcome.last_line(), highlight=False, soft_wrap=True)
+        out.print(f"  [red]{p.reason}[/red] {escape(f'{p.path}{via}: {p.error}')}", soft_wrap=True)
+    out.print(summary.outcome.last_line(), highlight=False, markup=False, soft_wrap=True)
     exit_with(summary.outcome)
 
 

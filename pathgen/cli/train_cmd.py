@@ -79,10 +79,10 @@ def train_clip_command(
 ) -> None:
     """Fine-tune the selection CLIP on pairs pathgen made, and compare it with the base.
 
-    SOURCE is a run (exported into OUT/data/export; the run's own [model] is the base) or
-    an export folder (the config's [model] is the base). Whole slides are held out for
+    SOURCE is a run (exported into OUT/data/export; the run's own \\[model] is the base)
+    or an export folder (the config's \\[model] is the base). Whole slides are held out for
     validation. Writes OUT/model/ (open_clip local-dir: folder; its .safetensors is the new
-    [model] pretrained), OUT/eval/index.html and OUT/summary.json. Rerun to resume.
+    \\[model] pretrained), OUT/eval/index.html and OUT/summary.json. Rerun to resume.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

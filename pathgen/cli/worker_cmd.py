@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from pathgen.cli.context import console, state
+from pathgen.cli.context import console, run_async, state
 from pathgen.cli.summary import exit_with, print_summary
+
+
+async def _require_run(url: str, run_id: str) -> None:
+    from pathgen.runs.registry import require_run
+    from pathgen.store.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        await require_run(engine, run_id)
+    finally:
+        await engine.dispose()
 
 
 def worker(
@@ -32,6 +43,8 @@ def worker(
     if exit_when_idle and not run_id:
         raise ConfigError("--exit-when-idle needs --run RUN", key="--exit-when-idle")
     settings = state(ctx).settings
+    if run_id and exit_when_idle:  # else a mistyped run "completes" at once, exit 0
+        run_async(lambda: _require_run(settings.database.url, run_id))
     summary = worker_main(
         settings,
         stages=parse_stages(stages),

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,10 @@ def write_open_clip_model(model: Any, name: str, out_dir: Path) -> Path:
 
 
 def model_snippet(name: str, config_json: str | None, weights: Path) -> str:
-    """The ``[model]`` lines that make pathgen use ``weights``."""
-    lines = ["[model]", f'name = "{name}"']
+    """The ``[model]`` lines that make pathgen use ``weights``: absolute paths (a config's
+    relative paths are taken from its own folder) as TOML strings."""
+    lines = ["[model]", f"name = {json.dumps(name)}"]
     if config_json:
-        lines.append(f'config_json = "{config_json}"')
-    lines.append(f'pretrained = "{weights}"')
+        lines.append(f"config_json = {json.dumps(str(Path(config_json).resolve()))}")
+    lines.append(f"pretrained = {json.dumps(str(Path(weights).resolve()))}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pathgen.errors import ExportError
 from pathgen.store.captions import final_captions
 from pathgen.store.models import CaptionRevision, Run, RunSlide, Slide, Tile
+from pathgen.store.runs import missing_run_message
 
 REVIEWED = ("accept", "edit")
 _CHAIN_COLUMNS = (
@@ -96,7 +97,7 @@ def sample_key(slide_fingerprint: str | None, slide_path: str, x: int, y: int, s
 async def get_run(session: AsyncSession, run_id: str) -> Run:
     run = await session.get(Run, run_id)
     if run is None:
-        raise ExportError(f"run {run_id!r} does not exist; list runs with `pathgen runs`")
+        raise ExportError(await missing_run_message(session, run_id))
     return run
 
 

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,43 +67,62 @@ def read_manifest(path: str | Path) -> list[SlideEntry]:
         raise ConfigError("manifest not found", path=str(file))
     base = file.parent
     entries: list[SlideEntry] = []
-    with file.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = {c.strip().lower() for c in reader.fieldnames or []}
-        if "path" not in columns:
-            raise ConfigError("manifest needs a 'path' column", path=str(file))
-        unknown = columns - KNOWN_COLUMNS
-        if unknown:
+    data = file.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not UTF-8 text (line {line}): save the manifest as UTF-8 CSV", path=str(file)
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    found = [c.strip().lower() for c in reader.fieldnames or []]
+    columns = set(found)
+    if "path" not in columns:
+        raise ConfigError(
+            f"manifest needs a 'path' column (columns found: {found}; the manifest is "
+            "comma-separated CSV with a header line)",
+            path=str(file),
+        )
+    unknown = columns - KNOWN_COLUMNS
+    if unknown:
+        raise ConfigError(
+            f"unknown column(s) {sorted(unknown)}; known: {sorted(KNOWN_COLUMNS)}",
+            path=str(file),
+        )
+    for lineno, raw in enumerate(reader, start=2):
+        if None in raw:  # csv.DictReader keeps values past the header under None
+            given = len(found) + len(raw[None])
             raise ConfigError(
-                f"unknown column(s) {sorted(unknown)}; known: {sorted(KNOWN_COLUMNS)}",
+                f"line {lineno}: {given} values for {len(found)} columns (quote a value "
+                'that contains a comma: "a, b.svs")',
                 path=str(file),
             )
-        for lineno, raw in enumerate(reader, start=2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
-            if not row.get("path"):
-                raise ConfigError(f"line {lineno}: empty path", path=str(file), key="path")
-            mpp: float | None = None
-            if row.get("mpp"):
-                try:
-                    mpp = float(row["mpp"])
-                except ValueError:
-                    raise ConfigError(
-                        f"line {lineno}: mpp {row['mpp']!r} is not a number",
-                        path=str(file),
-                        key="mpp",
-                    ) from None
-                if mpp <= 0:
-                    raise ConfigError(f"line {lineno}: mpp must be > 0", path=str(file), key="mpp")
-            report = row.get("report") or None
-            entries.append(
-                SlideEntry(
-                    path=str(_resolve(base, row["path"])),
-                    mpp=mpp,
-                    report_path=str(_resolve(base, report)) if report else None,
-                    label=row.get("label") or None,
-                    organ=row.get("organ") or None,
-                )
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        if not row.get("path"):
+            raise ConfigError(f"line {lineno}: empty path", path=str(file), key="path")
+        mpp: float | None = None
+        if row.get("mpp"):
+            try:
+                mpp = float(row["mpp"])
+            except ValueError:
+                raise ConfigError(
+                    f"line {lineno}: mpp {row['mpp']!r} is not a number",
+                    path=str(file),
+                    key="mpp",
+                ) from None
+            if mpp <= 0:
+                raise ConfigError(f"line {lineno}: mpp must be > 0", path=str(file), key="mpp")
+        report = row.get("report") or None
+        entries.append(
+            SlideEntry(
+                path=str(_resolve(base, row["path"])),
+                mpp=mpp,
+                report_path=str(_resolve(base, report)) if report else None,
+                label=row.get("label") or None,
+                organ=row.get("organ") or None,
             )
+        )
     return entries
 
 

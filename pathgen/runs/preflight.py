@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,7 +144,31 @@ def _manifest_problems(entries: Sequence[SlideEntry]) -> tuple[list[str], list[s
     absent = [r for r in reports if not os.path.isfile(r)]
     if absent:
         notes.append(f"{len(absent)} report file(s) not found (first: {absent[0]})")
+    repeated = [p for p, n in Counter(e.path for e in entries).items() if n > 1]
+    if repeated:
+        notes.append(f"{len(repeated)} slide(s) listed more than once (first: {repeated[0]})")
     return [], notes
+
+
+def _organ_notes(entries: Sequence[SlideEntry], default_organ: str | None) -> list[str]:
+    """Organs (a manifest's ``organ``, else ``run.organ``) the retrieval prompt library does
+    not know: those slides are selected with the generic prompts only."""
+    from pathgen.promptlib import GENERIC, load_library, resolve_organ
+
+    library = load_library()
+    unknown = Counter(
+        organ
+        for organ in (e.organ or default_organ for e in entries)
+        if organ and resolve_organ(organ, library) is None
+    )
+    if not unknown:
+        return []
+    listed = ", ".join(f"{o!r} ({n} slide(s))" for o, n in sorted(unknown.items()))
+    known = ", ".join(sorted(k for k in library if k != GENERIC))
+    return [
+        f"organ(s) not in the prompt library: {listed}; their slides get the generic prompts "
+        f"only (organs: {known}; aliases work too)"
+    ]
 
 
 async def probe(step: LLMStage) -> str | None:
@@ -181,6 +206,7 @@ async def preflight(
     checked = Checked()
     if entries is not None:
         fatal, checked.notes = _manifest_problems(entries)
+        checked.notes += _organ_notes(entries, settings.run.organ)
         problems += [("", "run.manifest", msg) for msg in fatal]
     refs = settings.captioning.few_shot_references
     if refs and settings.captioning.few_shot_k and not os.path.isfile(refs):

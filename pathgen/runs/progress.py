@@ -212,7 +212,10 @@ async def report_until(
     log_format: str = "rich",
     interval: float = 1.0,
 ) -> None:
-    """Show progress until ``done`` is set: a live table, or one JSON line per interval."""
+    """Show progress until ``done`` is set: a live table, or one JSON line per interval.
+
+    The live table needs a terminal; when stderr is not one (a log file, a pipe) nothing
+    is drawn (the command's summary prints the final table; ``json`` logs progress)."""
     first: RunProgress | None = None
     if log_format == "json":
         while not done.is_set():
@@ -223,6 +226,9 @@ async def report_until(
             await _sleep_or(done, interval * 5)
         return
     console = Console(stderr=True)
+    if not console.is_terminal:
+        await done.wait()
+        return
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         while not done.is_set():
             prog = with_rates(await snapshot(engine, run_id), first)

@@ -21,6 +21,7 @@ from pathgen.settings import Settings
 from pathgen.store.engine import session_scope
 from pathgen.store.models import Run, RunSlide, Slide, utcnow
 from pathgen.store.outage import rides_out_outages
+from pathgen.store.runs import missing_run_message
 
 
 def default_run_id(settings: Settings) -> str:
@@ -159,12 +160,19 @@ async def latest_run_id(engine: AsyncEngine) -> str | None:
         return (await session.scalars(stmt)).first()
 
 
+async def require_run(engine: AsyncEngine, run_id: str) -> None:
+    """Raise :class:`ConfigError` naming the runs there when ``run_id`` is not one."""
+    async with session_scope(engine) as session:
+        if await session.get(Run, run_id) is None:
+            raise ConfigError(await missing_run_message(session, run_id), key="RUN")
+
+
 async def run_settings(engine: AsyncEngine, run_id: str) -> Settings:
     """The settings snapshot a run was created with."""
     async with session_scope(engine) as session:
         run = await session.get(Run, run_id)
-    if run is None:
-        raise ConfigError(f"no run {run_id!r} in this database", key="RUN")
+        if run is None:
+            raise ConfigError(await missing_run_message(session, run_id), key="RUN")
     try:
         return Settings.model_validate(run.config or {})
     except Exception as exc:  # noqa: BLE001 - pydantic error, reported in one line

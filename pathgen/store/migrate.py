@@ -49,10 +49,29 @@ def alembic_config() -> Config:
     return cfg
 
 
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    """Set SQLite's foreign key enforcement on the DBAPI connection, outside any
+    transaction (inside one the pragma does nothing)."""
+    cursor = connection.connection.dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    cursor.close()
+
+
 async def _with_connection(engine: AsyncEngine, fn: Any, *args: Any) -> Any:
+    sqlite = engine.dialect.name == "sqlite"
     async with engine.connect() as conn:
-        result = await conn.run_sync(fn, *args)
-        await conn.commit()
+        if sqlite:
+            # SQLite drops a column by recreating the table (alembic batch mode); with
+            # foreign keys enforced, dropping the old table fails as soon as another
+            # table's rows point at it.
+            await conn.run_sync(_sqlite_foreign_keys, False)
+        try:
+            result = await conn.run_sync(fn, *args)
+            await conn.commit()
+        finally:
+            if sqlite:
+                await conn.rollback()
+                await conn.run_sync(_sqlite_foreign_keys, True)
     return result
 
 

@@ -66,6 +66,13 @@ def connection_problem(exc: BaseException) -> str | None:
             return f"the database refused the login ({first}): {advice}"
         if isinstance(err, sqlite3.OperationalError) and "unable to open" in first:
             return f"cannot open the SQLite database ({first}): does its folder exist? {advice}"
+        if state == "42P01" or (
+            isinstance(err, sqlite3.OperationalError) and first.startswith("no such table")
+        ):
+            return (
+                f"the database has no pathgen schema ({first}): run `pathgen db upgrade` "
+                f"(`pathgen run` does it too), or {advice}"
+            )
     if is_transient(exc):
         first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         return f"cannot reach the database ({first}): is the server running? {advice}"
