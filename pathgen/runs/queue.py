@@ -420,12 +420,17 @@ async def pause_stage(
         return n + len(res.all())
 
 
-async def retry_failed(engine: AsyncEngine, run_id: str, stage: str | None = None) -> int:
-    """Requeue a run's failed and paused items (optionally of one stage) with fresh attempts."""
+async def retry_failed(
+    engine: AsyncEngine, run_id: str, stage: str | None = None, *, keys: Sequence[str] = ()
+) -> int:
+    """Requeue a run's failed and paused items (optionally of one stage, and only those
+    ``keys``) with fresh attempts."""
     now = utcnow()
     cond = and_(WorkItem.run_id == run_id, WorkItem.status.in_(("failed", "paused")))
     if stage is not None:
         cond = and_(cond, WorkItem.stage == stage)
+    if keys:
+        cond = and_(cond, WorkItem.key.in_(list(keys)))
     async with session_scope(engine) as session:
         res = await session.execute(
             update(WorkItem)

@@ -106,8 +106,14 @@ async def ensure_run(
 async def add_slides(
     engine: AsyncEngine, run_id: str, entries: Sequence[SlideEntry], *, max_attempts: int
 ) -> list[int]:
-    """Register slides with the run and queue their tiling (idempotent)."""
+    """Register slides with the run and queue their tiling (idempotent).
+
+    A slide that failed to tile in this run and whose manifest row has changed since
+    (e.g. an ``mpp`` added) takes the new values and is queued again; one whose row is
+    unchanged stays parked until ``pathgen retry``.
+    """
     ids: list[int] = []
+    retry: list[str] = []
     async with session_scope(engine) as session:
         for entry in entries:
             slide = (await session.scalars(select(Slide).where(Slide.path == entry.path))).first()
@@ -117,11 +123,13 @@ async def add_slides(
                 await session.flush()
             ids.append(slide.id)
             link = await session.get(RunSlide, (run_id, slide.id))
+            if link is not None and slide.status == "failed" and _changed(link, entry):
+                link.manifest_mpp, link.label, link.organ = entry.mpp, entry.label, entry.organ
+                if link.report_path != entry.report_path:
+                    link.report_path, link.report_text = entry.report_path, _report(entry)
+                retry.append(str(slide.id))
             if link is None:
-                try:
-                    report = entry.report_text()
-                except PathgenError:
-                    report = None  # the tile stage records the missing report on the slide
+                report = _report(entry)
                 session.add(
                     RunSlide(
                         run_id=run_id,
@@ -139,7 +147,22 @@ async def add_slides(
             [queue.NewWork("tile", str(i)) for i in ids],
             max_attempts=max_attempts,
         )
+    if retry:
+        await queue.retry_failed(engine, run_id, "tile", keys=retry)
     return ids
+
+
+def _changed(link: RunSlide, entry: SlideEntry) -> bool:
+    """Whether the manifest row says something else than what the slide was tiled with."""
+    now = (entry.mpp, entry.label, entry.organ, entry.report_path)
+    return now != (link.manifest_mpp, link.label, link.organ, link.report_path)
+
+
+def _report(entry: SlideEntry) -> str | None:
+    try:
+        return entry.report_text()
+    except PathgenError:
+        return None  # the tile stage records the missing report on the slide
 
 
 @rides_out_outages("finish run")

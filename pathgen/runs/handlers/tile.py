@@ -1,4 +1,9 @@
-"""The ``tile`` stage: find tissue, cut the grid, persist tiles; queue the slide's embedding."""
+"""The ``tile`` stage: find tissue, cut the grid, persist tiles; queue the slide's embedding.
+
+A slide that cannot be tiled (missing, unreadable, no µm/px, no tissue, …) parks its item
+at once with the reason, recorded on the slide row too: the run then ends with parked
+items (exit 3) and ``pathgen retry RUN --stage tile`` tries the slides again after a fix.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pathgen.errors import SlideError
 from pathgen.runs.queue import Claimed, Completion, NewWork
 from pathgen.runs.resources import Resources
+from pathgen.runs.worker import StageFailed
 from pathgen.store.engine import read_scope
 from pathgen.store.models import RunSlide, Slide, Tile, utcnow
 from pathgen.store.tiles import insert_tiles
@@ -80,9 +86,9 @@ async def handle_tile(item: Claimed, res: Resources) -> Completion:
         )
     except SlideError as exc:
         log.warning("slide failed: %s", exc)
-        return Completion(
-            item, persist=_record_failure(slide_id, exc), result={"failed": exc.reason}
-        )
+        raise StageFailed(
+            f"{exc.reason}: {exc}", retryable=False, persist=_record_failure(slide_id, exc)
+        ) from None
 
     info = result.slide
     values = {
