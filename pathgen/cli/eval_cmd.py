@@ -131,16 +131,7 @@ def eval_command(
             highlight=False,
             soft_wrap=True,
         )
-    agree = metrics["agreement"]
-    if agree["double_reviewed"]:
-        kappa = agree["kappa"] if agree["kappa"] is not None else "-"
-        dist = agree["edit_distance"]["mean"]
-        console.print(
-            f"agreement: {agree['double_reviewed']} tiles reviewed twice, accept/reject kappa "
-            f"{kappa} over {agree['decision_pairs']}, edit distance mean "
-            f"{dist if dist is not None else '-'} over {agree['edit_pairs']}",
-            highlight=False,
-        )
+    _print_agreement(console, metrics["agreement"])
     console.print(f"report written to {index}", highlight=False)
 
 
@@ -242,19 +233,24 @@ def zeroshot_command(
             f"{result['text_to_image']['r@1']:.3f} on {result['pairs']} pairs",
             highlight=False,
         )
-    agree = metrics["agreement"]
-    if agree["double_reviewed"]:
-        kappa = agree["kappa"] if agree["kappa"] is not None else "-"
-        dist = agree["edit_distance"]["mean"]
-        console.print(
-            f"agreement: {agree['double_reviewed']} tiles reviewed twice, accept/reject kappa "
-            f"{kappa} over {agree['decision_pairs']}, edit distance mean "
-            f"{dist if dist is not None else '-'} over {agree['edit_pairs']}",
-            highlight=False,
-        )
+    _print_agreement(console, metrics["agreement"])
     console.print(f"report written to {index}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
     app.command("zeroshot-eval")(zeroshot_command)
+
+
+def _print_agreement(console: Any, agree: dict[str, Any]) -> None:
+    """The curators' agreement line, when some tiles were reviewed twice."""
+    if not agree["double_reviewed"]:
+        return
+    kappa = agree["kappa"] if agree["kappa"] is not None else "-"
+    dist = agree["edit_distance"]["mean"]
+    console.print(
+        f"agreement: {agree['double_reviewed']} tiles reviewed twice, accept/reject kappa "
+        f"{kappa} over {agree['decision_pairs']}, edit distance mean "
+        f"{dist if dist is not None else '-'} over {agree['edit_pairs']}",
+        highlight=False,
+    )
