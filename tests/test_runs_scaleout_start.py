@@ -30,7 +30,7 @@ from tests.pipeline_helpers import (
 )
 
 pytestmark = pytest.mark.slow
-CAPTION = "describe,degrade,revise,summarize"
+CAPTION = "describe,degrade,revise,summarize,instruct"  # the demo config makes instruct items
 
 
 def _small(config: Path) -> Path:

@@ -233,7 +233,6 @@ def zeroshot_command(
             f"{result['text_to_image']['r@1']:.3f} on {result['pairs']} pairs",
             highlight=False,
         )
-    _print_agreement(console, metrics["agreement"])
     console.print(f"report written to {index}", highlight=False)
 
 
