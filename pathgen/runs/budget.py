@@ -39,7 +39,7 @@ from pathgen.runs import queue
 from pathgen.runs.callshape import call_shapes, stage_calls
 from pathgen.settings import Settings
 from pathgen.store.engine import read_scope
-from pathgen.store.models import CaptionRevision
+from pathgen.store.models import CaptionRevision, InstructItem
 
 #: Headroom on the largest stored input of a stage (reports and descriptions vary).
 INPUT_HEADROOM = 1.2
@@ -105,6 +105,13 @@ class Budget:
             cost, max_input = {}, {}
             for stage, total, largest in rows:
                 cost[stage], max_input[stage] = float(total or 0), int(largest or 0)
+            # Instruct items share their calls' tokens: their cost counts, their inputs don't
+            # tell a call's size (the call shape does).
+            made = await session.scalar(
+                select(func.sum(InstructItem.cost)).where(InstructItem.run_id == self.run_id)
+            )
+            if made:
+                cost["instruct"] = float(made)
         counts = await queue.counts(self.engine, self.run_id)
         leased = {stage: by.get("leased", 0) for stage, by in counts.items()}
         return Spend(cost, max_input, leased)

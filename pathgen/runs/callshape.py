@@ -1,4 +1,5 @@
-"""The paid LLM calls each caption stage makes, and their size in tokens, from the settings.
+"""The paid LLM calls each caption stage (and ``instruct``: a generation and a judge call
+per tile) makes, and their size in tokens, from the settings.
 
 Pure: budgets (the worst case of a call in flight) and estimates (the expected call) both
 read this. Prompt text comes from rendering the stage's template with stand-in inputs of
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 from pathgen.llm.tokens import CHARS_PER_TOKEN, image_tokens, text_tokens
 from pathgen.prompts import render_parts
-from pathgen.settings import Settings, StageSettings
+from pathgen.settings import InstructSettings, Settings, StageSettings
 
 #: Degrade edits asked of the LLM (the stage's default).
 DEGRADE_EDITS = 3
@@ -63,6 +64,8 @@ def stage_calls(settings: Settings) -> dict[str, list[StageSettings]]:
         "degrade": [cap.degrade] if cap.degrade.mode != "rules" and paid(cap.degrade) else [],
         "revise": [cap.revise] if paid(cap.revise) else [],
         "summarize": [cap.summarize] if paid(cap.summarize) else [],
+        # Online instruct: the items are written, then every answer is judged.
+        "instruct": [cap.instruct] * 2 if cap.instruct.enabled and paid(cap.instruct) else [],
     }
     return {stage: calls for stage, calls in out.items() if calls}
 
@@ -76,6 +79,7 @@ def items_per_tile(settings: Settings) -> dict[str, int]:
         "degrade": cap.degrade_copies,
         "revise": 1 + cap.degrade_copies,
         "summarize": 1,
+        "instruct": 1 if cap.instruct.enabled else 0,
     }
 
 
@@ -102,7 +106,7 @@ def call_shapes(
     cap = settings.captioning
     out_of = {
         stage: expected_output(getattr(cap, stage), output_tokens, stage)
-        for stage in ("describe", "fuse", "degrade", "revise", "summarize")
+        for stage in ("describe", "fuse", "degrade", "revise", "summarize", "instruct")
     }
     source = out_of["fuse"] if cap.describers else out_of["describe"]
     description = "x" * (source * CHARS_PER_TOKEN)
@@ -112,7 +116,7 @@ def call_shapes(
     shapes: dict[str, list[CallShape]] = {}
     for stage, calls in stage_calls(settings).items():
         shapes[stage] = []
-        for cfg in calls:
+        for n, cfg in enumerate(calls):
             side = min(settings.tiling.tile_size, cfg.image_max_side)
             picture = image_tokens(cfg.provider, side, side)
             name = cfg.template
@@ -132,9 +136,35 @@ def call_shapes(
                 tokens = _prompt_tokens(
                     name or "revise_v1", picture, description=description, has_image=True
                 )
-            else:
+            elif stage == "summarize":
                 tokens = _prompt_tokens(
                     name or "summarize_v1", description=revised, max_clip_tokens=cap.max_clip_tokens
                 )
+            elif n == 0:  # instruct: the items
+                tokens = _prompt_tokens(
+                    name or "instruct_v1",
+                    picture if cap.instruct.with_image else 0,
+                    **_instruct_context(cap.instruct, revised),
+                )
+            else:  # instruct: the judge, over the items the first call wrote
+                written = "x" * (out_of["instruct"] * CHARS_PER_TOKEN)
+                items = [{"number": 1, "turns": [{"question": written, "answer": ""}]}]
+                tokens = _prompt_tokens(
+                    cap.instruct.judge_template or "instruct_judge_v1",
+                    description=revised,
+                    items=items,
+                )
             shapes[stage].append(CallShape(stage, cfg, tokens, out_of[stage]))
     return shapes
+
+
+def _instruct_context(cfg: InstructSettings, description: str) -> dict[str, object]:
+    return {
+        "description": description,
+        "has_image": cfg.with_image,
+        "n_open": cfg.open,
+        "n_yesno": cfg.yesno,
+        "n_choice": cfg.choice,
+        "n_conversation": cfg.conversation,
+        "max_turns": cfg.max_turns,
+    }
