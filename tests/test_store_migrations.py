@@ -57,7 +57,11 @@ async def test_cli_db_commands(db_url: str, revision: str, monkeypatch, tmp_path
     assert up.exit_code == 0, up.output
     cur = await asyncio.to_thread(runner.invoke, app, ["db", "current"])
     assert "up to date" in cur.output
-    down = await asyncio.to_thread(runner.invoke, app, ["db", "downgrade"])
+    refused = await asyncio.to_thread(runner.invoke, app, ["db", "downgrade"])
+    assert refused.exit_code == 2 and "--yes" in refused.output
+    cur = await asyncio.to_thread(runner.invoke, app, ["db", "current"])
+    assert "up to date" in cur.output  # nothing was dropped
+    down = await asyncio.to_thread(runner.invoke, app, ["db", "downgrade", "--yes"])
     assert down.exit_code == 0 and "base" in down.output
 
 

@@ -33,9 +33,25 @@ def upgrade(ctx: typer.Context, revision: str = typer.Argument("head")) -> None:
 
 
 @db_app.command("downgrade")
-def downgrade(ctx: typer.Context, revision: str = typer.Argument("base")) -> None:
-    """Downgrade the schema to REVISION (default: base, i.e. drop every table)."""
+def downgrade(
+    ctx: typer.Context,
+    revision: str = typer.Argument("base"),
+    yes: bool = typer.Option(False, "--yes", help="Drop the tables and columns, and their data."),
+) -> None:
+    """Downgrade the schema to REVISION (default: base, i.e. drop every table).
+
+    A downgrade drops the tables and columns of the later migrations with their rows, so
+    it asks for ``--yes``.
+    """
     url = state(ctx).settings.database.url
+    if not yes:
+        from pathgen.errors import ConfigError
+
+        raise ConfigError(
+            f"downgrading to {revision} drops the tables and columns of every later "
+            "migration, with their data: back the database up, then pass --yes",
+            key="--yes",
+        )
     rev = run_async(lambda: _migrate(url, "downgrade", revision))
     console().print(f"database at revision [bold]{rev or 'base'}[/bold]")
 
