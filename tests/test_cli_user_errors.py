@@ -57,3 +57,15 @@ async def test_empty_reviewed_export_says_why(engine, db_url: str, tmp_path: Pat
     assert res.exit_code == 0, res.output
     assert "exported 0 samples" in res.output
     assert "no caption of run demo-run is accepted or edited yet" in res.output
+
+
+async def test_unknown_export_format_is_a_usage_error(engine, db_url: str, tmp_path: Path) -> None:
+    await populate(engine)
+    for kind, out, formats in (
+        ("revise-pairs", tmp_path / "p.jsonl", "openai, llava"),
+        ("instruct", tmp_path / "i", "llava, llava-questions, openai, parquet"),
+    ):
+        res = await cli(db_url, "export", kind, RUN_ID, "--out", str(out), "--format", "csv")
+        assert res.exit_code == 2, res.output
+        assert f"unknown format 'csv': use one of {formats}" in res.output
+        assert not out.exists()

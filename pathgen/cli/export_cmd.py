@@ -131,6 +131,9 @@ def revise_pairs(
     template: str = typer.Option("revise_v1", "--template", help="Revise prompt template."),
 ) -> None:
     """Write (degraded, original) description pairs of RUN for training a reviser."""
+    from pathgen.export.pairs import FORMATS
+
+    _check_format(fmt, FORMATS)
     settings = state(ctx).settings
     count = run_async(lambda: _pairs(settings, run, out, fmt, with_images, template))
     console.print(
@@ -233,6 +236,9 @@ def instruct(
     workers: int = typer.Option(4, "--workers", min=1, help="Tile reader threads."),
 ) -> None:
     """Write RUN's verified instruct items (VQA / instruction tuning), split by slide."""
+    from pathgen.export.instruct_formats import FORMATS
+
+    _check_format(fmt, FORMATS)
     settings = state(ctx).settings
     result = run_async(
         lambda: _instruct(
@@ -260,3 +266,13 @@ def instruct(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(export_app, name="export")
+
+
+def _check_format(fmt: str, formats: tuple[str, ...]) -> None:
+    """A usage error (exit 2) for a ``--format`` the exporter does not write."""
+    if fmt not in formats:
+        from pathgen.errors import ConfigError
+
+        raise ConfigError(
+            f"unknown format {fmt!r}: use one of {', '.join(formats)}", key="--format"
+        )
