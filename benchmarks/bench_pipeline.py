@@ -128,6 +128,10 @@ def _config(
     text = text.replace(
         f'manifest = "{demo / "slides.csv"}"', f'manifest = "{_slides(n_tiles, demo, work)}"'
     )
+    # The four caption stages only: the demo's (offline) instruct stage is not measured.
+    text = text.replace(
+        "[captioning.instruct]\nenabled = true", "[captioning.instruct]\nenabled = false"
+    )
     for stage in LLM_STAGES:
         text += f"""
 [captioning.{stage}]
@@ -344,6 +348,8 @@ async def _measure(
 ) -> dict[str, Any]:
     base_url = server.base_url
     settings = load_settings(_config(demo, work, db_url, provider, base_url, n_tiles))
+    if settings.captioning.instruct.enabled:
+        raise SystemExit("bench_pipeline measures the four caption stages: disable instruct")
     entries = read_manifest(settings.run.manifest)
     await _prepare(settings, entries, n_tiles)
     caption = await _timed(settings, entries, server, db_url, stages=CAPTION)
