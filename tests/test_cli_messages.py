@@ -46,5 +46,5 @@ def test_tile_summary_shows_a_slide_path_with_brackets(tmp_path: Path, slides_di
     result = CliRunner().invoke(
         app, ["tile", str(small), str(missing), "--log-format", "json"], env=env
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # both slides failed: parked
     assert f"missing {missing}: {missing}: file not found" in result.output
