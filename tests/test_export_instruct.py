@@ -232,4 +232,4 @@ async def test_cli_export_instruct(engine, store, db_url, tmp_path) -> None:
         ["export", "instruct", RUN_ID, "--format", "csv", "--out", str(out)],
         env={"PATHGEN_DB_URL": db_url},
     )
-    assert bad.exit_code == 1 and "--format must be one of" in bad.output
+    assert bad.exit_code == 2 and "unknown format 'csv'" in bad.output  # a usage error

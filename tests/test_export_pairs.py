@@ -73,7 +73,7 @@ async def test_revise_pairs_llava(engine, db_url: str, slides_dir, tmp_path: Pat
     assert Image.open(image).size == (TILE_PX, TILE_PX)
 
     bad = await cli(db_url, "export", "revise-pairs", RUN_ID, "--out", str(out), "--format", "csv")
-    assert bad.exit_code == 1 and "unknown pair format" in bad.output
+    assert bad.exit_code == 2 and "unknown format" in bad.output  # a usage error
 
 
 async def test_captions_parquet_has_every_revision(engine, db_url: str, tmp_path: Path) -> None:
