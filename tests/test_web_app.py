@@ -467,6 +467,7 @@ def test_serve_refuses_a_database_without_schema(tmp_path: Path) -> None:
 
     config = tmp_path / "pathgen.toml"
     config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "empty.db"}"\n')
+    (tmp_path / "empty.db").touch()
     result = CliRunner().invoke(app, ["--config", str(config), "serve", "--port", "0"])
     assert result.exit_code == 1
     assert "run `pathgen db upgrade`" in result.output

@@ -21,7 +21,7 @@ batch_app = typer.Typer(
 async def _with_store(settings: Settings, work: Any) -> Any:
     from pathgen.runs.pipeline import open_store
 
-    engine = await open_store(settings)
+    engine = await open_store(settings, create=False)
     try:
         return await work(engine)
     finally:

@@ -22,7 +22,7 @@ console = Console()
 async def _with_session(settings: Settings, fn: Any) -> Any:
     from pathgen.store.engine import make_engine, read_scope
 
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, create=False)
     try:
         async with read_scope(engine) as session:
             return await fn(session)

@@ -13,7 +13,7 @@ async def _migrate(url: str, action: str, revision: str) -> str | None:
     from pathgen.store import migrate
     from pathgen.store.engine import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=action == "upgrade")
     try:
         if action == "upgrade":
             await migrate.upgrade(engine, revision)

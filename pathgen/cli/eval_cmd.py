@@ -19,7 +19,7 @@ async def _load(url: str, run_id: str) -> Any:
     from pathgen.eval.gather import load_run_data
     from pathgen.store.engine import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=False)
     try:
         return await load_run_data(engine, run_id)
     finally:
@@ -30,7 +30,7 @@ async def _agreement(url: str, run_id: str) -> dict[str, Any]:
     from pathgen.eval.agreement import agreement
     from pathgen.store.engine import make_engine, read_scope
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=False)
     try:
         async with read_scope(engine) as session:
             return await agreement(session, run_id)
@@ -142,7 +142,7 @@ def _compare(url: str, before: str, run_id: str, device: str | None) -> dict[str
     from pathgen.store.engine import make_engine
 
     async def load() -> Any:
-        engine = make_engine(url)
+        engine = make_engine(url, create=False)
         try:
             return await load_selections(engine, before, run_id)
         finally:

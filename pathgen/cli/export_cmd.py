@@ -41,7 +41,7 @@ async def write_run_webdataset(
     from pathgen.export.samples import get_run
     from pathgen.store.engine import make_engine, read_scope
 
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, create=False)
     try:
         async with read_scope(engine) as session:
             run = await get_run(session, run_id)
@@ -108,7 +108,7 @@ async def _pairs(settings: Settings, run_id: str, out: Path, fmt: str, images: b
     from pathgen.export import load_pairs, write_pairs
     from pathgen.store.engine import make_engine, read_scope
 
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, create=False)
     try:
         async with read_scope(engine) as session:
             pairs = await load_pairs(session, run_id)
@@ -145,7 +145,7 @@ async def _captions(settings: Settings, run_id: str, out: Path) -> int:
     from pathgen.export import export_captions
     from pathgen.store.engine import make_engine, read_scope
 
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, create=False)
     try:
         async with read_scope(engine) as session:
             return await export_captions(session, run_id, out)
@@ -169,7 +169,7 @@ async def _stored_model(settings: Settings, run_id: str) -> ModelSettings:
     from pathgen.runs.registry import run_settings
     from pathgen.store.engine import make_engine
 
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, create=False)
     try:
         return (await run_settings(engine, run_id)).model
     finally:
@@ -212,7 +212,7 @@ async def _instruct(settings: Settings, run_id: str, out: Path, reviewed: bool, 
     from pathgen.export.instruct_formats import write_instruct
     from pathgen.store.engine import make_engine, read_scope
 
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, create=False)
     try:
         async with read_scope(engine) as session:
             records = await load_instruct_records(session, run_id, only_reviewed=reviewed)

@@ -54,7 +54,7 @@ def serve(
     settings = state(ctx).settings
 
     async def _check() -> bool:
-        engine = make_engine(settings.database.url)
+        engine = make_engine(settings.database.url, create=False)
         try:
             await check_schema(engine)
             async with read_scope(engine) as session:

@@ -14,7 +14,7 @@ async def _existing(url: str, run_id: str | None) -> str | None:
     from pathgen.runs.registry import latest_run_id, require_run
     from pathgen.store.engine import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=False)
     try:
         if run_id is None:
             return await latest_run_id(engine)
@@ -48,7 +48,7 @@ def _print_estimate(url: str, run_id: str) -> None:
     from pathgen.store.engine import make_engine
 
     async def read():  # noqa: ANN202 - a pair of optional results
-        engine = make_engine(url)
+        engine = make_engine(url, create=False)
         try:
             return await stored_estimate(engine, run_id), await actual_usage(engine, run_id)
         finally:
@@ -64,7 +64,7 @@ async def _retry(url: str, run_id: str, stage: str | None) -> int:
     from pathgen.runs.registry import require_run
     from pathgen.store.engine import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=False)
     try:
         await require_run(engine, run_id)
         return await queue.retry_failed(engine, run_id, stage)

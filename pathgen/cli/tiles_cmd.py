@@ -45,7 +45,7 @@ async def _search(url: str, run_id: str, text: str | None, like: int | None, top
     from pathgen.curation.dense import search_run
     from pathgen.store.engine import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=False)
     try:
         clip = await _clip_for_run(engine, run_id)
         hits = await search_run(engine, clip, run_id, text=text, like_tile=like, top=top)
@@ -104,7 +104,7 @@ async def _zeroshot(url: str, run_id: str, names: list[str], templates: list[str
     from pathgen.embed import zeroshot_classifier
     from pathgen.store.engine import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=False)
     try:
         clip = await _clip_for_run(engine, run_id)
         class_emb = await asyncio.to_thread(zeroshot_classifier, clip, names, templates)

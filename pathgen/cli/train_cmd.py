@@ -20,7 +20,7 @@ async def _export_run(settings: Settings, run_id: str, out: Path, reviewed: bool
     from pathgen.runs.registry import run_settings
     from pathgen.store.engine import make_engine
 
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, create=False)
     try:
         model = (await run_settings(engine, run_id)).model
     finally:

@@ -31,13 +31,16 @@ def _password() -> str:
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
-def _in_session(ctx: typer.Context, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _in_session(
+    ctx: typer.Context, fn: Callable[[AsyncSession], Awaitable[T]], *, create: bool = False
+) -> T:
+    """Run ``fn`` in one transaction; ``create``: a missing SQLite file may be created."""
     from pathgen.store.engine import make_engine, session_scope
 
     url = state(ctx).settings.database.url
 
     async def go() -> T:
-        engine = make_engine(url)
+        engine = make_engine(url, create=create)
         try:
             async with session_scope(engine) as session:
                 return await fn(session)
@@ -59,7 +62,7 @@ def add(
     from pathgen.curation.accounts import add_account
 
     password = _password()
-    account = _in_session(ctx, lambda s: add_account(s, name, role, password))
+    account = _in_session(ctx, lambda s: add_account(s, name, role, password), create=True)
     console().print(f"account [bold]{account.name}[/bold] added ({account.role})")
 
 

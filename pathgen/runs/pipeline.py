@@ -153,10 +153,13 @@ class WorkerSummary:
     interrupted: bool
 
 
-async def open_store(settings: Settings) -> AsyncEngine:
+async def open_store(settings: Settings, *, create: bool = True) -> AsyncEngine:
     """The engine for the configured database, with the schema at head (a new database is
-    migrated; concurrent starts do not race, see :func:`pathgen.store.migrate.ensure_head`)."""
-    engine = make_engine(settings.database.url)
+    migrated; concurrent starts do not race, see :func:`pathgen.store.migrate.ensure_head`).
+
+    ``create=False``: a SQLite file that does not exist is a ConfigError, not a new file.
+    """
+    engine = make_engine(settings.database.url, create=create)
     try:
         await migrate.ensure_head(engine)
     except BaseException:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
@@ -43,12 +44,46 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
-    """Create the async engine for ``url`` (``sqlite+aiosqlite`` or ``postgresql+asyncpg``)."""
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (relative to the current folder when the URL is), or
+    None for other databases and in-memory or ``file:`` URI SQLite."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:") or parsed.query.get("uri"):
+        return None
+    return Path(database)
+
+
+def _require_file(url: str) -> None:
+    path = sqlite_file(url)
+    if path is None or path.exists():
+        return
+    raise ConfigError(
+        f"no database file {path.resolve()} ({url}); this command reads an existing "
+        "database and does not create one: run `pathgen run` (or `pathgen demo`, "
+        "`pathgen db upgrade`) in this folder first, or pass --config with the "
+        "pathgen.toml whose database.url names your database",
+        key="database.url",
+    )
+
+
+def make_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, create: bool = True
+) -> AsyncEngine:
+    """Create the async engine for ``url`` (``sqlite+aiosqlite`` or ``postgresql+asyncpg``).
+
+    ``create=False`` is for commands that only use an existing database: a SQLite file
+    that does not exist is then a :class:`ConfigError` naming it, instead of an empty
+    file left behind by the first connection.
+    """
     try:
         parsed = make_url(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises several types here
         raise ConfigError(f"invalid database URL {url!r}: {exc}", key="database.url") from None
+    if not create:
+        _require_file(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}

@@ -80,7 +80,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database.url, echo=settings.database.echo)
+        engine = make_engine(settings.database.url, echo=settings.database.echo, create=False)
         try:
             await check_schema(engine)
             app.state.engine = engine
