@@ -19,12 +19,16 @@ Heavy libraries are imported inside the reader that needs them.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from pathgen.errors import ReaderRefused, SlideError
 from pathgen.slides.base import SlideReader
+from pathgen.slides.quiet import library_noise
+
+log = logging.getLogger(__name__)
 
 
 def _openslide(path: Path) -> SlideReader:
@@ -72,19 +76,24 @@ def open_slide(path: str | os.PathLike[str]) -> SlideReader:
     file or the folder).
 
     Raises :class:`SlideError` with reason ``missing``, or ``unsupported`` naming every
-    reader tried and why each refused.
+    reader tried and why each refused. What the libraries warn or log while trying is
+    not printed (see :mod:`pathgen.slides.quiet`); it is logged at DEBUG.
     """
     p = Path(path)
     if not p.exists():
         raise SlideError(str(path), "missing", "file not found (check the path in the manifest)")
     refusals: list[str] = []
     for name, opener in READERS:
-        try:
-            return opener(p)
-        except ReaderRefused as exc:
-            refusals.append(f"{name}: {exc.why}")
-        except Exception as exc:  # noqa: BLE001 - a reader's own failure is its refusal
-            refusals.append(f"{name}: {type(exc).__name__}: {exc}")
+        with library_noise() as heard:
+            try:
+                return opener(p)
+            except ReaderRefused as exc:
+                refusals.append(f"{name}: {exc.why}")
+            except Exception as exc:  # noqa: BLE001 - a reader's own failure is its refusal
+                refusals.append(f"{name}: {type(exc).__name__}: {exc}")
+            finally:
+                if heard:
+                    log.debug("%s: %s said: %s", path, name, "; ".join(heard))
     raise SlideError(
         str(path), "unsupported", "no reader can open this file; tried " + "; ".join(refusals)
     )

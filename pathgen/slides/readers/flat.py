@@ -8,7 +8,6 @@ record no microscope resolution, so µm/px comes from the manifest or ``assume_m
 from __future__ import annotations
 
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +61,8 @@ def open_flat(path: Path) -> FlatImageReader:
 
     if path.is_dir():
         raise ReaderRefused(str(path), NAME, "a folder")
-    try:
-        with warnings.catch_warnings():  # the size limit is ours (MAX_PIXELS)
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+    try:  # PIL's DecompressionBombWarning is not printed (open_slide): our limit is MAX_PIXELS
+        img = Image.open(path)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
         raise ReaderRefused(str(path), NAME, f"not an image it can read ({exc})") from exc
     w, h = img.size
