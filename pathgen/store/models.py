@@ -433,8 +433,10 @@ class RunTally(Base):
 
     ``kind`` is ``revisions`` (``key`` = ``stage:status``, with token and cost sums),
     ``review`` (``key`` = a review state; the states sum to the run's captioned tiles),
-    ``work_done`` (``key`` = stage: finished work items) or ``kept`` (``key`` =
-    ``slide_id:round``: tiles that selection round kept).
+    ``work_done`` (``key`` = stage: finished work items), ``kept`` (``key`` =
+    ``slide_id:round``: tiles that selection round kept) or ``review_block`` (``key`` =
+    ``review:block``: captioned tiles in that state with ``tile_id // 1024 == block``,
+    the grid's position index for "go to tile #N").
     """
 
     __tablename__ = "run_tallies"

@@ -4,8 +4,12 @@ The grid reads ``curation_tiles`` (one row per captioned tile, kept by triggers;
 :class:`~pathgen.store.models.CurationTile`). A page is found from a cursor (the sort
 key of the row before or after it), so page 1, the next page and the last page each
 read about one page of index entries whatever the run's size. Jumping to a position
-skips index entries (cheap, but linear in the position). Totals come from the run's
-tallies when the filter is a review state or nothing; other filters show no total.
+("go to tile #N") in the tile-id order, with a review state or no filter, adds up the
+run's ``review_block`` tallies (captioned tiles per review state and block of
+:data:`BLOCK` tile ids) to find the block holding position N, then skips at most one
+block's index entries; with other filters or the score order it skips N index entries.
+Totals come from the run's tallies when the filter is a review state or nothing; other
+filters show no total.
 
 Example::
 
@@ -23,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pathgen.store.models import CurationTile, RunTally
 
 REVIEW_STATES = ("unreviewed", "accept", "edit", "reject")
+#: Tile ids per block of the ``review_block`` tallies (db/versions/0009_grid_positions.py).
+BLOCK = 1024
 SORTS = {"id": "tile id ↑", "-id": "tile id ↓", "score": "CLIP score ↑", "-score": "CLIP score ↓"}
 
 
@@ -151,8 +157,12 @@ async def grid_page(
         bound = tuple_(*key) if len(key) > 1 else key[0]
         stmt = stmt.where(row < bound if desc else row > bound)
     elif q.at is not None and not q.last:
-        stmt = stmt.offset(max(0, q.at - 1))
         position = max(1, q.at)
+        skip = position - 1
+        if q.only_review and q.sort.endswith("id"):
+            bound, skip = await _block_of(session, run_id, q.review, position, desc=desc)
+            stmt = stmt.where(c.tile_id < bound if desc else c.tile_id >= bound)
+        stmt = stmt.offset(skip)
     elif not q.last:
         position = 1
     if position is None and not q.last:
@@ -173,6 +183,30 @@ async def grid_page(
         has_prev = q.after is not None or bool(position and position > 1)
         has_next = more
     return KeysetPage(ids, first, last, has_prev, has_next, total, position, q)
+
+
+async def _block_of(
+    session: AsyncSession, run_id: str, review: str | None, position: int, *, desc: bool
+) -> tuple[int, int]:
+    """Where position ``position`` (1-based) of the tile-id order starts: a tile-id bound
+    (the first id of its block; with ``desc``, the id after its block) and how many of the
+    tiles from there come before it. Past the end: a bound past every tile, 0."""
+    key = RunTally.key
+    stmt = select(key, RunTally.n).where(
+        RunTally.run_id == run_id, RunTally.kind == "review_block", RunTally.n > 0
+    )
+    if review is not None:
+        stmt = stmt.where(key.startswith(f"{review}:", autoescape=True))
+    per_block: dict[int, int] = {}
+    for raw, n in await session.execute(stmt):
+        block = int(raw.rpartition(":")[2])
+        per_block[block] = per_block.get(block, 0) + int(n)
+    before = 0
+    for block in sorted(per_block, reverse=desc):
+        if before + per_block[block] >= position:
+            return ((block + 1) * BLOCK if desc else block * BLOCK), position - 1 - before
+        before += per_block[block]
+    return (-1 if desc else (max(per_block, default=0) + 1) * BLOCK), 0
 
 
 async def neighbours(
