@@ -255,3 +255,65 @@ def test_team_of_curators_in_chromium(
         (extra[6], "edit", "ana"),
         (extra[6], "accept", "ben"),
     ]
+
+
+def test_second_review_is_blind_in_chromium(
+    team: tuple[str, str, Populated, list[int]], tmp_path: Path
+) -> None:
+    """Ana edits a sampled tile; rob, a reviewer, takes it with "Second review next" and
+    sees the model's caption, not ana's text or decision; his edit corrects that caption."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from pathgen.curation.samples import request_sample
+
+    base, url, p, extra = team
+    add_account(url, "rob", "reviewer", PASSWORD)
+
+    async def sample(s: AsyncSession) -> int:
+        return await request_sample(s, p.run_id, percent=100, requested_by="ada")
+
+    assert in_db(url, sample) == len(p.tile_ids) + len(extra)
+    t = extra[8]
+    model_text = "Extra tile 8: stroma with scattered lymphocytes."
+    ana_text = "Ana's blind-test wording: hyalinised stroma."
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            a = browser.new_context(viewport=VIEW).new_page()
+            r = browser.new_context(viewport=VIEW).new_page()
+            for page in (a, r):
+                page.set_default_timeout(20_000)
+            _login(a, base, "ana")
+            _login(r, base, "rob")
+            a.goto(f"{base}/tiles/{t}?run={p.run_id}")
+            a.fill("#edit-text", ana_text)
+            a.click("#edit-btn")
+            expect(a.locator("#final-caption")).to_have_text(ana_text)
+
+            r.goto(f"{base}/runs/{p.run_id}")
+            r.click("#second-review-next")
+            expect(r.locator("#blind-review")).to_be_visible()
+            assert _tile_of(r.url) == t
+            expect(r.locator("#final-caption")).to_have_text(model_text)
+            expect(r.locator("#edit-text")).to_have_value(model_text)
+            expect(r.locator("h1 .badge")).to_have_text("unreviewed")
+            html = r.content()
+            assert "Ana's blind-test" not in html and "Ana&#39;s blind-test" not in html
+            assert "hyalinised" not in html and ">ana<" not in html
+            r.screenshot(path=str(tmp_path / "second_review_blind.png"))
+            r.fill("#edit-text", "Rob's independent wording: dense stroma.")
+            r.click("#edit-btn")
+            expect(r.locator("#queue-done")).to_be_visible()
+        finally:
+            browser.close()
+
+    async def human(s: AsyncSession) -> dict[str, int | None]:
+        rows = await s.execute(
+            select(CaptionRevision.created_by, CaptionRevision.parent_id).where(
+                CaptionRevision.stage == "human", CaptionRevision.tile_id == t
+            )
+        )
+        return {who: parent for who, parent in rows}
+
+    parents = in_db(url, human)
+    assert parents["rob"] == parents["ana"] is not None  # both corrected the model's caption

@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from pathgen.store.models import CurationTile, ReviewHold, utcnow
+from pathgen.store.models import CaptionRevision, CurationTile, ReviewHold, utcnow
 from pathgen.web import create_app
-from tests.populate import Populated, populate
+from tests.populate import SUMMARIES, Populated, populate
 from tests.webutil import add_account, csrf_token, in_db, revision_shown, settings_for
 
 PASSWORD = "a-long-enough-password"
@@ -117,12 +117,18 @@ def _client(url: str, name: str) -> TestClient:
     return c
 
 
-def _act(c: TestClient, tile_id: int, run_id: str, **form: str) -> None:
-    page = c.get(f"/tiles/{tile_id}?run={run_id}").text
+def _act(c: TestClient, tile_id: int, run_id: str, second: bool = False, **form: str) -> str:
+    """Review the tile through its page (``second``: as "Second review next" opens it);
+    returns the page the action was taken on."""
+    page = c.get(f"/tiles/{tile_id}", params={"run": run_id, "second": int(second)}).text
     data = {"csrf_token": csrf_token(page), "run_id": run_id, "revision_id": revision_shown(page)}
+    if second:
+        assert 'id="blind-review"' in page and 'name="second" value="1"' in page
+        data["second"] = "1"
     action = "edit" if "text" in form else "review"
     r = c.post(f"/tiles/{tile_id}/{action}", data={**data, **form}, follow_redirects=False)
     assert r.status_code == 303, r.text
+    return page
 
 
 def test_double_review_sample_second_reviews_and_agreement(store: tuple[str, Populated]) -> None:
@@ -147,13 +153,28 @@ def test_double_review_sample_second_reviews_and_agreement(store: tuple[str, Pop
         _act(ana, t1, p.run_id, decision="accept")
         _act(ana, t2, p.run_id, text="Ana's wording of the stroma.")
         _act(ana, t3, p.run_id, decision="reject")
+        # A second review is blind: the model's caption, not ana's edit or decision.
         assert _next(rob, p.run_id, second="1") == t1
-        _act(rob, t1, p.run_id, decision="accept")
+        page = _act(rob, t1, p.run_id, second=True, decision="accept")
+        assert "accepted" not in page and ">ana<" not in page
         assert _next(rob, p.run_id, second="1") == t2
-        _act(rob, t2, p.run_id, text="Rob's wording of the dense stroma.")
+        page = _act(rob, t2, p.run_id, second=True, text="Rob's wording of the dense stroma.")
+        assert "Ana's wording" not in page and "Ana&#39;s wording" not in page
+        assert revision_shown(page) == str(p.summarize_ids[1]) and SUMMARIES[1] in page
+        assert "edited" not in page and ">ana<" not in page
         assert _next(rob, p.run_id, second="1") == t3
-        _act(rob, t3, p.run_id, decision="accept")
+        page = _act(rob, t3, p.run_id, second=True, decision="accept")
+        assert "rejected" not in page and ">ana<" not in page
         assert _next(rob, p.run_id, second="1") is None  # each sampled tile twice, no more
+        # Outside a second review (or once it is done) the page shows everything.
+        after = rob.get(f"/tiles/{t2}", params={"run": p.run_id, "second": 1}).text
+        assert 'id="blind-review"' not in after and "Rob&#39;s wording" in after
+        assert "Ana&#39;s" in after and ">ana<" in after
+        # The form of a blind review is refused once the tile is reviewed twice.
+        token = csrf_token(after)
+        form = {"csrf_token": token, "run_id": p.run_id, "second": "1", "decision": "accept"}
+        late = rob.post(f"/tiles/{t1}/review", data={**form, "revision_id": p.summarize_ids[0]})
+        assert late.status_code == 409 and "second review" in late.text
     finally:
         for c in (ada, ana, rob):
             c.__exit__(None, None, None)
@@ -163,6 +184,16 @@ def test_double_review_sample_second_reviews_and_agreement(store: tuple[str, Pop
     async def report(s: AsyncSession) -> dict:
         return await agreement(s, p.run_id)
 
+    async def parents(s: AsyncSession) -> dict[str, int | None]:
+        rows = await s.execute(
+            select(CaptionRevision.created_by, CaptionRevision.parent_id).where(
+                CaptionRevision.stage == "human"
+            )
+        )
+        return {who: parent for who, parent in rows}
+
+    # both edits correct the model's caption, independently
+    assert in_db(url, parents) == {"ana": p.summarize_ids[1], "rob": p.summarize_ids[1]}
     got = in_db(url, report)
     assert got["sampled_tiles"] == len(p.tile_ids)
     assert (got["double_reviewed"], got["decision_pairs"], got["edit_pairs"]) == (3, 2, 1)

@@ -5,6 +5,11 @@ tile id, so asking again for the same share adds nothing). Once one curator has
 reviewed a sampled tile, "Second review next" hands it to another (see
 :func:`pathgen.curation.holds.hold_next`); ``pathgen eval`` reports their agreement.
 
+The second review is blind: the second curator is shown, and judges, the revision the
+first one judged (for an edit, the revision they edited: the model's caption), never the
+first curator's decision or edited text (:func:`blind_revision`). So both reviews judge
+the same text, independently, and their decisions and edits can be compared.
+
 Example::
 
     async with session_scope(engine) as session:
@@ -17,7 +22,7 @@ from sqlalchemy import and_, exists, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pathgen.errors import StoreError
-from pathgen.store.models import CurationTile, Review, ReviewSample, utcnow
+from pathgen.store.models import CaptionRevision, CurationTile, Review, ReviewSample, utcnow
 
 #: Tiles whose (tile id × this) mod 100 is below the percentage are sampled.
 _HASH = 7919
@@ -68,3 +73,33 @@ def second_review_conditions(run_id: str, account: str) -> list[object]:
         ~exists(by.where(Review.reviewer == account)),
         ~exists(by.where(Review.reviewer != c.reviewer)),
     ]
+
+
+async def blind_revision(
+    session: AsyncSession, run_id: str, tile_id: int, account: str
+) -> int | None:
+    """The revision ``account``'s second review of ``tile_id`` judges: the one the first
+    curator judged (for an edit, its parent). None when the tile is not waiting for a
+    second review by ``account`` (see :func:`second_review_conditions`), or the first
+    review names no revision."""
+    c = CurationTile
+    waiting = await session.scalar(
+        select(c.tile_id).where(
+            c.run_id == run_id, c.tile_id == tile_id, *second_review_conditions(run_id, account)
+        )
+    )
+    if waiting is None:
+        return None
+    first = await session.scalar(
+        select(Review)
+        .where(Review.run_id == run_id, Review.tile_id == tile_id)
+        .order_by(Review.id)
+        .limit(1)
+    )
+    if first is None or first.revision_id is None:
+        return None
+    if first.decision != "edit":
+        return first.revision_id
+    return await session.scalar(
+        select(CaptionRevision.parent_id).where(CaptionRevision.id == first.revision_id)
+    )

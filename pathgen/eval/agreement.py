@@ -1,10 +1,12 @@
 """Agreement between curators on the tiles two of them reviewed (the double-review sample).
 
-For each tile, the first review of each of its first two reviewers makes a pair. Their
-accept/reject decisions are compared only when both judged the same revision (an edit
-changes the text the next curator sees); Cohen's kappa corrects the observed agreement
-for chance. Where both edited, the word-level edit distance between their texts says how
-far apart their corrections are.
+For each tile, the first review of each of its first two reviewers makes a pair. The
+second review is blind (:mod:`pathgen.curation.samples`): it judges the revision the
+first curator judged, so both decisions and both edits are of the same text, made
+independently. Accept/reject decisions are compared only when both judged the same
+revision (reviews made outside the blind second review may not have); Cohen's kappa
+corrects the observed agreement for chance. Where both edited, the word-level edit
+distance between their texts says how far apart their corrections are.
 
 Example::
 

@@ -118,13 +118,25 @@ async def record_review(
 
 
 async def human_edit(
-    session: AsyncSession, *, run_id: str, tile_id: int, text: str, reviewer: str
+    session: AsyncSession,
+    *,
+    run_id: str,
+    tile_id: int,
+    text: str,
+    reviewer: str,
+    parent_id: int | None = None,
 ) -> int:
-    """Store a curator's corrected caption as a new ``human`` revision, and an edit review."""
+    """Store a curator's corrected caption as a new ``human`` revision, and an edit review.
+
+    The revision corrects ``parent_id`` (a blind second review edits the revision the
+    first curator judged), else the tile's final caption.
+    """
     text = text.strip()
     if not text:
         raise StoreError("an edited caption cannot be empty")
-    current = (await final_captions(session, run_id, [tile_id])).get(tile_id)
+    if parent_id is None:
+        current = (await final_captions(session, run_id, [tile_id])).get(tile_id)
+        parent_id = current.revision_id if current else None
     (rev_id,) = await insert_revisions(
         session,
         [
@@ -135,7 +147,7 @@ async def human_edit(
                 text=text,
                 provider="human",
                 model="curator",
-                parent_id=current.revision_id if current else None,
+                parent_id=parent_id,
                 created_by=reviewer,
             )
         ],

@@ -36,3 +36,14 @@ async def claim_revision(
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def lock_tile(session: AsyncSession, run_id: str, tile_id: int) -> None:
+    """Bump the tile's ``version`` whatever its final revision (a blind second review judges
+    an earlier one); on Postgres the row stays locked until the writer commits."""
+    await session.execute(
+        update(CurationTile)
+        .where(CurationTile.run_id == run_id, CurationTile.tile_id == tile_id)
+        .values(version=CurationTile.version + 1)
+        .execution_options(synchronize_session=False)
+    )

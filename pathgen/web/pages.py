@@ -12,6 +12,7 @@ from markupsafe import Markup, escape
 
 from pathgen.curation import search_captions
 from pathgen.curation.holds import holder
+from pathgen.curation.samples import blind_revision
 from pathgen.curation.search import CaptionHit, query_notice
 from pathgen.errors import PathgenError
 from pathgen.store.engine import read_scope
@@ -114,10 +115,14 @@ async def tile_page(
     q: GridQuery = Depends(grid_query),
 ) -> HTMLResponse:
     """The tile, its caption history and the review form; ``queue``: opened by "Review
-    next" (after an action the next tile of the filter opens)."""
+    next" (after an action the next tile of the filter opens); ``second``: by "Second
+    review next", blind while the tile waits for this reviewer's second review (the
+    revision the first curator judged, without their decision, edit or later revisions)."""
     filters = q.filters()
     prev_id = next_id = None
     held = None
+    judged = None
+    user = request.state.user
     async with read_scope(request.app.state.engine) as session:
         detail = await tile_detail(session, tile_id, run or None)
         if detail is None:
@@ -130,9 +135,16 @@ async def tile_page(
             except ValueError as exc:
                 raise HTTPException(400, str(exc)) from None
             held = await holder(session, detail.run_id, tile_id)
+            if second and user.may("reviewer"):
+                judged = await blind_revision(session, detail.run_id, tile_id, user.name)
     by_id = {r.id: r for r in detail.revisions}
+    final_id, chain, revisions = detail.final_id, detail.final_chain, detail.revisions
+    blind = judged is not None and judged in by_id
+    if blind:
+        final_id, chain = judged, _ancestors(by_id, judged)
+        revisions = [r for r in revisions if r.id <= judged and r.stage != "human"]
     views = []
-    for rev in detail.revisions:
+    for rev in revisions:
         parent = by_id.get(rev.parent_id) if rev.parent_id is not None else None
         ins, dele = diff_stats(parent.text, rev.text) if parent else (0, 0)
         views.append(
@@ -142,12 +154,13 @@ async def tile_page(
                 diff=word_diff(parent.text, rev.text) if parent else None,
                 inserted=ins,
                 deleted=dele,
-                in_final=rev.id in detail.final_chain,
-                is_final=rev.id == detail.final_id,
+                in_final=rev.id in chain,
+                is_final=rev.id == final_id,
             )
         )
-    final = by_id.get(detail.final_id) if detail.final_id is not None else None
-    review = detail.reviews[0] if detail.reviews else None
+    final = by_id.get(final_id) if final_id is not None else None
+    reviews = [] if blind else detail.reviews
+    review = reviews[0] if reviews else None
     slide = detail.slide
     rect = None
     if slide.width and slide.height:
@@ -168,6 +181,8 @@ async def tile_page(
             "run_id": detail.run_id,
             "views": views,
             "final": final,
+            "reviews": reviews,
+            "blind": blind,
             "state": review.decision if review else "unreviewed",
             "missing": slide_missing(slide.path),
             "rect": rect,
@@ -175,7 +190,7 @@ async def tile_page(
             "queue": queue,
             "prev_id": prev_id,
             "next_id": next_id,
-            "held": held if held and held[0] != request.state.user.name else None,
+            "held": held if held and held[0] != user.name else None,
             "queue_url": query_url(
                 f"/runs/{quote(detail.run_id or '', safe='')}/next",
                 {**filters, "second": 1 if second else None},
@@ -184,6 +199,16 @@ async def tile_page(
             + (f"?run={quote(detail.run_id, safe='')}" if detail.run_id else ""),
         },
     )
+
+
+def _ancestors(by_id: dict[int, CaptionRevision], rev_id: int) -> set[int]:
+    """``rev_id`` and the revisions it was made from."""
+    out: set[int] = set()
+    rev = by_id.get(rev_id)
+    while rev is not None and rev.id not in out:
+        out.add(rev.id)
+        rev = by_id.get(rev.parent_id) if rev.parent_id is not None else None
+    return out
 
 
 def snippet_html(hit: CaptionHit) -> Markup:
