@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pathgen.store import migrate
 from pathgen.store.captions import record_review
 from pathgen.store.engine import read_scope, session_scope
 from pathgen.store.models import Tile
@@ -60,7 +61,17 @@ async def _captioned_run(engine: AsyncEngine) -> tuple[str, list[int], dict[int,
 
 
 async def test_go_to_a_deep_position_skips_at_most_one_block(engine: AsyncEngine) -> None:
+    """With the counts the triggers keep, then with those the migration backfills."""
     run_id, all_ids, review = await _captioned_run(engine)
+    await _check_jumps(engine, run_id, all_ids, review)
+    await migrate.downgrade(engine, "0008")
+    await migrate.upgrade(engine)
+    await _check_jumps(engine, run_id, all_ids, review)
+
+
+async def _check_jumps(
+    engine: AsyncEngine, run_id: str, all_ids: list[int], review: dict[int, str]
+) -> None:
     skipped: list[int] = []
 
     def offsets(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
