@@ -21,7 +21,8 @@ Printed per case (database × provider):
 * ``cpu_ms_per_call``: this process's CPU (user + system) over the caption phase ÷ calls;
   ``text_cpu_ms_per_call`` the same for the text-only phase;
 * ``rss_growth``: RSS at the end of the caption phase ÷ RSS after 2,000 calls − 1;
-  ``peak_rss_mb``;
+  ``peak_rss_mb`` (sampled); RSS and CPU include the caption processes ``pathgen run``
+  starts (``workers.caption_processes``);
 * ``exactly_once``: every call made one revision and every item is done (counted);
 * ``status_in_flight_ratio``, ``status_rate_ratio``: what the progress table and
   ``pathgen status`` show for the LLM stages (leased items; items done per second over
@@ -55,6 +56,7 @@ from sqlalchemy import func, select, update  # noqa: E402
 
 from benchmarks._synth import cached_synthetic_slide  # noqa: E402
 from pathgen.runs import queue, registry  # noqa: E402
+from pathgen.runs.caption_processes import ENTRY  # noqa: E402
 from pathgen.runs.demo import prepare_demo  # noqa: E402
 from pathgen.runs.manifest import read_manifest  # noqa: E402
 from pathgen.runs.pipeline import open_store, run_pipeline  # noqa: E402
@@ -85,21 +87,34 @@ GOALS = {
 
 
 def _cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+    """CPU of the client: this process and the caption processes it started and waited for
+    (the server runs in a child process that is waited for only after the case)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
+
+
+def _helpers() -> list[int]:
+    """Pids of the caption processes ``pathgen run`` started here."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if ENTRY.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+    return pids
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    """RSS of the client: this process and its caption processes."""
+    total = 0
+    for pid in ["self", *_helpers()]:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/statm") as f:
+            total += int(f.read().split()[1])
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 SLIDE_W, SLIDE_H, SLIDE_MPP = 16000, 12000, 0.5
@@ -219,7 +234,9 @@ class _Sampler:
                 "cpu": _cpu_s(),
                 "rss": _rss_mb(),
                 "limit": sum(waiting.values()),
-                "shown_in_flight": sum(st.in_flight for st in llm),
+                "shown_in_flight": sum(
+                    st.in_flight if st.calls_in_flight is None else st.calls_in_flight for st in llm
+                ),
                 "shown_rate": sum(st.rate_per_s or 0.0 for st in llm),
             }
             self.rows.append(row)
@@ -263,6 +280,7 @@ async def _timed(settings: Any, entries: Any, server: Any, db_url: str, **kw: An
         **shown,
         "rss_2000_mb": round(sampler.rss_at_2000 or 0.0, 1),
         "rss_end_mb": round(end["rss"], 1),
+        "peak_rss_mb": round(max([end["rss"], *(r["rss"] for r in sampler.rows)]), 1),
         "rss_growth": round(end["rss"] / sampler.rss_at_2000 - 1, 3)
         if sampler.rss_at_2000
         else None,
@@ -363,7 +381,7 @@ async def _measure(
         "text_calls": text["calls"],
         "text_calls_per_s": text["calls_per_s"],
         "text_cpu_ms_per_call": text["cpu_ms_per_call"],
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": max(caption["peak_rss_mb"], text["peak_rss_mb"]),
         "exactly_once": once["ok"],
         "revisions": once["revisions"],
     }

@@ -204,6 +204,17 @@ class WorkerSettings(_Section):
     concurrency: int = Field(8, ge=1)
     lease_s: float = Field(120.0, gt=0)
     max_attempts: int = Field(3, ge=1)
+    #: Processes ``pathgen run`` spreads the online caption stages over, each with a share
+    #: of every stage's limits ("auto": one per 128 concurrent calls, at most one per
+    #: core; see pathgen.runs.shares).
+    caption_processes: int | Literal["auto"] = "auto"
+
+    @field_validator("caption_processes")
+    @classmethod
+    def _at_least_one(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("caption_processes is a number of processes (1 or more) or auto")
+        return value
 
 
 class Settings(_Section):

@@ -17,8 +17,10 @@ from pathgen.embed.files import embedding_path, fingerprint_dir, load_embeddings
 
 _LAZY = {
     "ClipModel": "pathgen.embed.model",
+    "ClipTokens": "pathgen.embed.model",
     "autocast_dtype": "pathgen.embed.model",
     "load_clip": "pathgen.embed.model",
+    "load_tokens": "pathgen.embed.model",
     "register_model_config": "pathgen.embed.model",
     "select_device": "pathgen.embed.model",
     "TileEmbeddings": "pathgen.embed.tiles",
@@ -32,6 +34,7 @@ _LAZY = {
 
 __all__ = [
     "ClipModel",
+    "ClipTokens",
     "DEFAULT_TEMPLATES",
     "TileEmbeddings",
     "autocast_dtype",
@@ -41,6 +44,7 @@ __all__ = [
     "fingerprint_dir",
     "load_clip",
     "load_embeddings",
+    "load_tokens",
     "register_model_config",
     "save_embeddings",
     "select_device",

@@ -115,18 +115,56 @@ class ClipModel:
 
         Compare with :attr:`context_length` (77 for CLIP) to check a caption fits.
         """
-        tok = self.tokenizer
-        if isinstance(tok, open_clip.SimpleTokenizer):
-            return len(tok.encode(text)) + 2
-        inner = getattr(tok, "tokenizer", None)  # HFTokenizer / SigLipTokenizer
-        if inner is not None and callable(inner):
-            return len(inner(text, add_special_tokens=True)["input_ids"])
-        return len(tok.encode(text)) + 2
+        return count_tokens(self.tokenizer, text)
 
     def score(self, image: Image.Image, texts: Sequence[str]) -> np.ndarray:
         """Cosine similarity of one image with each text, shape ``(len(texts),)``."""
         img = self.encode_images([image])[0]
         return self.encode_texts(texts) @ img
+
+
+def count_tokens(tokenizer: Any, text: str) -> int:
+    """Tokens an open_clip ``tokenizer`` makes of ``text``, start/end included, untruncated."""
+    if isinstance(tokenizer, open_clip.SimpleTokenizer):
+        return len(tokenizer.encode(text)) + 2
+    inner = getattr(tokenizer, "tokenizer", None)  # HFTokenizer / SigLipTokenizer
+    if inner is not None and callable(inner):
+        return len(inner(text, add_special_tokens=True)["input_ids"])
+    return len(tokenizer.encode(text)) + 2
+
+
+@dataclass
+class ClipTokens:
+    """A model's tokenizer without the model: what a process that only checks summaries
+    against CLIP's context needs (no weights built or loaded)."""
+
+    tokenizer: Any
+    context_length: int
+
+    def count(self, text: str) -> int:
+        """As :meth:`ClipModel.count_tokens`."""
+        return count_tokens(self.tokenizer, text)
+
+
+def load_tokens(settings: ModelSettings | None = None) -> ClipTokens:
+    """The tokenizer of the model ``settings`` names (see :func:`load_clip`)."""
+    settings = settings or ModelSettings()
+    name = register_model_config(settings.config_json)[0] if settings.config_json else settings.name
+    config = open_clip.get_model_config(name)
+    if config is None:
+        raise ModelLoadError(_unknown(name))
+    tokenizer = open_clip.get_tokenizer(name)
+    context_length = getattr(tokenizer, "context_length", None)
+    return ClipTokens(
+        tokenizer, int(context_length or config["text_cfg"].get("context_length", 77))
+    )
+
+
+def _unknown(name: str) -> str:
+    return (
+        f"unknown open_clip model {name!r}: set settings.model.name to one of "
+        "open_clip.list_models() or point settings.model.config_json at a config JSON"
+    )
 
 
 def select_device(requested: str = "auto") -> torch.device:
@@ -224,10 +262,7 @@ def load_clip(settings: ModelSettings | None = None, *, seed: int = 0) -> ClipMo
     if settings.config_json:
         name, cfg_hash = register_model_config(settings.config_json)
     if open_clip.get_model_config(name) is None:
-        raise ModelLoadError(
-            f"unknown open_clip model {name!r}: set settings.model.name to one of "
-            "open_clip.list_models() or point settings.model.config_json at a config JSON"
-        )
+        raise ModelLoadError(_unknown(name))
     cfg_hash = cfg_hash or _config_hash(name)
     device = select_device(settings.device)
     pretrained = settings.pretrained

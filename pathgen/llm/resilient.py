@@ -99,6 +99,8 @@ class ResilientClient:
         self._probe = asyncio.Lock()
         #: The stage-pausing rejection every call now fails with.
         self._blocked: ProviderRejected | None = None
+        #: Requests sent and not answered yet (what the provider counts in flight).
+        self.in_flight = 0
 
     def _retryable(self, err: BaseException) -> bool:
         return is_retryable(err, retry_empty=self.retry_empty)
@@ -107,7 +109,11 @@ class ResilientClient:
         reservation = await self.limiter.acquire(estimate) if self.limiter else None
         try:
             async with asyncio.timeout(self.timeout_s):
-                result = await self.inner.complete(request)
+                self.in_flight += 1
+                try:
+                    result = await self.inner.complete(request)
+                finally:
+                    self.in_flight -= 1
         except TimeoutError:
             raise ProviderError(
                 f"{self.provider}: no answer within timeout_s={self.timeout_s:g} s"

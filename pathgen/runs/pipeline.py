@@ -26,6 +26,7 @@ from pathgen.errors import CannotStart, ConfigError
 from pathgen.runs import queue, registry, reselect
 from pathgen.runs.batches import BatchDriver, batch_stages
 from pathgen.runs.budget import Budget, has_budget
+from pathgen.runs.caption_processes import CaptionProcesses
 from pathgen.runs.drift import Change
 from pathgen.runs.graph import downstream
 from pathgen.runs.handlers.caption import (
@@ -52,6 +53,7 @@ from pathgen.runs.progress import report_until
 from pathgen.runs.queue import Claimed, Completion
 from pathgen.runs.report import pending_runs
 from pathgen.runs.resources import Resources, RunResources
+from pathgen.runs.shares import process_count, spread_stages
 from pathgen.runs.worker import StageHandler, Worker, WorkerStats
 from pathgen.settings import Settings
 from pathgen.store import migrate
@@ -143,6 +145,8 @@ class RunSummary:
     outcome: Outcome
     #: Things the preflight noticed that do not stop the run (e.g. missing slide files).
     notes: list[str] = field(default_factory=list)
+    #: What the caption processes did (part of ``stats``; see pathgen.runs.shares).
+    helpers: WorkerStats = field(default_factory=WorkerStats)
 
 
 @dataclass
@@ -221,7 +225,8 @@ async def run_pipeline(
         downstream(redo)  # validates the stage names
     checked = await preflight(settings, stages, entries, probe_providers=probe)
     engine = await open_store(settings)
-    res = RunResources(settings, engine)
+    processes = process_count(settings, stages)
+    res = RunResources(settings, engine, part=(0, processes))
     res.preload(settings.model, checked.clip)
     try:
         previous = await reselect.stored_settings(engine, run_id) if "select" in redo else None
@@ -253,6 +258,7 @@ async def run_pipeline(
             stop=stop,
             grace_s=grace_s,
             budget=Budget(engine, run_id, settings) if has_budget(settings) else None,
+            calls=res.calls_in_flight,
         )
         done = asyncio.Event()
         reporter = (
@@ -271,23 +277,41 @@ async def run_pipeline(
         )
         if driver is not None:  # a driver that fails stops the worker, which waits for it
             driver.add_done_callback(lambda t: t.cancelled() or t.exception() and stop.set())
+        helpers = CaptionProcesses(
+            engine,
+            settings,
+            run_id,
+            spread_stages(settings, stages),
+            count=processes,
+            grace_s=grace_s,
+        )
+        stopping = asyncio.create_task(_signal_on(stop, helpers.signal_stop))
         try:
+            await helpers.start()
             stats = await worker.run()
         finally:
+            stopping.cancel()
+            stats_of_helpers = await helpers.stop()
             done.set()
             if reporter is not None:
                 await reporter
             if driver is not None:
                 await driver
+        stats.add(stats_of_helpers)
         reached = await worker.budget.reached() if worker.budget else None
         outcome = await run_outcome(
             engine, run_id, stages, interrupted=stop.is_set(), budget=reached
         )
         await registry.finish_run(engine, run_id, outcome.status)
-        return RunSummary(run_id, start.created, stats, outcome, notes)
+        return RunSummary(run_id, start.created, stats, outcome, notes, stats_of_helpers)
     finally:
         await res.aclose()
         await engine.dispose()
+
+
+async def _signal_on(event: asyncio.Event, callback: Callable[[], None]) -> None:
+    await event.wait()
+    callback()
 
 
 async def _check_pending(
@@ -320,16 +344,18 @@ async def run_worker(
     exit_when_idle: bool = False,
     grace_s: float = 30.0,
     probe: bool = False,
+    part: tuple[int, int] = (0, 1),
 ) -> WorkerSummary:
     """Claim and process items of ``stages`` (any run, or one run) until stopped.
 
     The runs with work waiting in ``stages`` (or ``run_id``) are checked first, each with
-    its stored settings (:func:`.preflight.preflight`).
+    its stored settings (:func:`.preflight.preflight`). ``part`` = (index, count): this
+    worker is one of ``count`` processes sharing the stages' limits.
     """
     settings = _absolute_paths(settings)
     stop = stop or asyncio.Event()
     engine = await open_store(settings)
-    res = RunResources(settings, engine)
+    res = RunResources(settings, engine, part=part)
     try:
         await _check_pending(res, stages, run_id, probe)
         budget = None
@@ -348,6 +374,7 @@ async def run_worker(
             stop=stop,
             grace_s=grace_s,
             budget=budget,
+            calls=res.calls_in_flight,
         )
         stats = await worker.run()
         outcome = None

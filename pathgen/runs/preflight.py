@@ -71,9 +71,14 @@ def llm_stages(settings: Settings, stages: Sequence[str]) -> list[LLMStage]:
 
 
 def needs_model(settings: Settings, stages: Sequence[str]) -> bool:
-    """Embedding, selection, the offline provider, few-shot and the summary's token check
-    all use the run's CLIP model."""
-    return bool({"embed", "select", "describe", "fuse", "revise", "summarize"} & set(stages))
+    """Embedding, selection, the offline provider and few-shot examples use the run's CLIP
+    model (the summary's token check needs only its tokenizer)."""
+    if {"embed", "select"} & set(stages):
+        return True
+    cap = settings.captioning
+    if "describe" in stages and cap.few_shot_k and cap.few_shot_references:
+        return True
+    return any(step.cfg.provider == "offline" for step in llm_stages(settings, stages))
 
 
 def _render_samples(step: LLMStage, settings: Settings) -> None:
@@ -228,6 +233,13 @@ async def preflight(
             checked.clip = await asyncio.to_thread(load_clip, settings.model)
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, not raised
             problems.append(("embed", "model", f"the model does not load: {exc}"))
+    elif "summarize" in stages:
+        from pathgen.embed import load_tokens
+
+        try:
+            await asyncio.to_thread(load_tokens, settings.model)
+        except Exception as exc:  # noqa: BLE001 - as above
+            problems.append(("summarize", "model", f"the model's tokenizer does not load: {exc}"))
     if probe_providers and not problems:
         distinct: dict[tuple[Any, ...], LLMStage] = {}
         for step in steps:

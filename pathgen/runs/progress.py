@@ -1,9 +1,10 @@
 """Run progress: per-stage counts, rates, ETA, tokens and cost — live (rich) or JSON lines.
 
-``in flight`` is a stage's items leased right now (for an LLM stage: its calls at the
-provider, give or take the few being prepared or committed) and ``rate/s`` the items it
-finished over the last :data:`RATE_WINDOW_S` seconds, both read from the queue, so
-``pathgen status`` on any machine shows what every worker of the run does together.
+``in flight`` is, for an LLM stage, the calls its workers have sent and not had answered
+yet (each worker writes its count about every second, :mod:`pathgen.store.beats`), else
+the stage's items leased right now; ``rate/s`` is the items it finished over the last
+:data:`RATE_WINDOW_S` seconds. Both are read from the database, so ``pathgen status`` on
+any machine shows what every worker of the run does together.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pathgen.runs import queue
 from pathgen.runs.outcome import effective_status
 from pathgen.runs.owner import lease_holders, owner_alive
+from pathgen.store import beats
 from pathgen.store.engine import read_scope
 from pathgen.store.models import CaptionRevision, InstructItem, Run, RunSlide, Slide
 from pathgen.store.outage import rides_out_outages
@@ -49,6 +51,9 @@ class StageProgress:
     cost: float = 0.0
     rate_per_s: float | None = None
     eta_s: float | None = None
+    #: Provider calls sent and not answered yet, as the stage's workers report them
+    #: (None: no worker reports calls for the stage; ``in_flight`` counts leased items).
+    calls_in_flight: int | None = None
 
     @property
     def total(self) -> int:
@@ -87,6 +92,7 @@ async def snapshot(
     counts = await queue.counts(engine, run_id)
     async with read_scope(engine) as session:
         recent = await queue.recent_done(session, run_id, window_s)
+        calls = await beats.calls_in_flight(session, run_id)
         run = await session.get(Run, run_id)
         usage = await session.execute(
             select(
@@ -134,6 +140,7 @@ async def snapshot(
                 output_tokens=int(o),
                 cost=float(c),
                 rate_per_s=recent.get(stage, 0) / window_s,
+                calls_in_flight=calls.get(stage),
             )
         )
     status = "unknown"
@@ -183,7 +190,7 @@ def render(progress: RunProgress) -> Table:
             s.stage,
             str(s.done),
             str(s.failed),
-            str(s.in_flight),
+            str(s.in_flight if s.calls_in_flight is None else s.calls_in_flight),
             str(s.queued),
             str(s.paused) if s.paused else "-",
             f"{s.rate_per_s:.1f}" if s.rate_per_s else "-",

@@ -7,12 +7,14 @@ process, and closed with the worker.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pathgen.runs.shares import share
 from pathgen.settings import ModelSettings, Settings, StageSettings
 
 
@@ -22,14 +24,15 @@ class Resources:
     engine: AsyncEngine
     _clip: Any = None
     _slides: Any = None
-    _clients: dict[str, Any] = field(default_factory=dict)
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _text_cache: dict[str, Any] = field(default_factory=dict)
     _few_shot: Any = None
     _images: Any = None
-    #: Clients by stage name or by the id of a stage settings object of ``settings`` (the
-    #: hot path: no settings dump per call).
-    _stage_clients: dict[str | int, Any] = field(default_factory=dict)
+    _tokens: Any = None
+    #: Clients by stage and the id of its settings object when that is one of
+    #: ``settings`` (the hot path: no settings dump per call).
+    _stage_clients: dict[tuple[str, int], Any] = field(default_factory=dict)
 
     @property
     def few_shot(self) -> Any:
@@ -72,6 +75,18 @@ class Resources:
                 self._clip = await asyncio.to_thread(load_clip, self.settings.model)
         return self._clip
 
+    async def count_tokens(self) -> Callable[[str], int]:
+        """The run's CLIP token count: the loaded model's, else its tokenizer alone (a
+        process that only summarizes builds no model)."""
+        async with self._lock:
+            if self._clip is not None:
+                return self._clip.count_tokens
+            if self._tokens is None:
+                from pathgen.embed import load_tokens
+
+                self._tokens = await asyncio.to_thread(load_tokens, self.settings.model)
+        return self._tokens.count
+
     async def text_embeddings(self, texts: list[str]) -> Any:
         """CLIP text embeddings, cached by text for the life of the worker."""
         import numpy as np
@@ -85,15 +100,16 @@ class Resources:
             return np.zeros((0, clip.embed_dim), dtype=np.float32)
         return np.stack([self._text_cache[t] for t in texts])
 
-    async def client(self, stage: str | StageSettings) -> Any:
-        """One LLM client per stage configuration (shared by all items of the stage)."""
-        fast = stage if isinstance(stage, str) else id(stage)
+    async def client(self, stage: str, cfg: StageSettings | None = None) -> Any:
+        """One LLM client per stage and configuration (shared by all items of the stage);
+        ``cfg`` defaults to ``captioning.<stage>`` (a describer's, select's LLM, ...)."""
+        fast = (stage, id(cfg))
         if fast in self._stage_clients:
             return self._stage_clients[fast]
-        cfg: StageSettings = (
-            getattr(self.settings.captioning, stage) if isinstance(stage, str) else stage
-        )
-        key = cfg.model_dump_json()
+        stable = cfg is None or _owned(self.settings, cfg)  # its id stays its own
+        if cfg is None:
+            cfg = getattr(self.settings.captioning, stage)
+        key = (stage, cfg.model_dump_json())
         clip = await self.clip() if cfg.provider == "offline" else None
         async with self._lock:
             if key not in self._clients:
@@ -105,9 +121,16 @@ class Resources:
                     from pathgen.llm.factory import make_client
 
                     self._clients[key] = make_client(cfg)
-            if isinstance(stage, str) or _owned(self.settings, stage):
+            if stable:
                 self._stage_clients[fast] = self._clients[key]
             return self._clients[key]
+
+    def calls_in_flight(self) -> dict[str, int]:
+        """Requests each stage's provider clients have sent and not had answered yet."""
+        found: dict[str, int] = {}
+        for (stage, _), client in self._clients.items():
+            found[stage] = found.get(stage, 0) + getattr(client, "in_flight", 0)
+        return found
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -136,16 +159,21 @@ class RunResources:
     A worker may serve several runs; each run's pipeline parameters (model, tiling,
     prompts, providers) come from the snapshot stored when the run was created, while
     the database URL and data directory are this worker's own (shared storage).
-    A model the preflight loaded is handed over with :meth:`preload`.
+    A model the preflight loaded is handed over with :meth:`preload`. A process that is
+    one of ``part = (index, count)`` sharing the run's caption stages gets its share of
+    each stage's limits (:func:`pathgen.runs.shares.share`).
     """
 
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
-        self.settings = settings
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, part: tuple[int, int] = (0, 1)
+    ) -> None:
+        self._part = part
+        self.settings = share(settings, *part)
         self.engine = engine
         self._preloaded: list[tuple[ModelSettings, Any]] = []
         self._by_run: dict[str, Resources] = {}
         self._configs: dict[str, Any] = {}
-        self._retired: list[Resources] = []
+        self._retired: list[tuple[str, Resources]] = []  # (run_id, its old resources)
         self._lock = asyncio.Lock()
 
     async def _stored_config(self, run_id: str) -> dict[str, Any] | None:
@@ -160,7 +188,7 @@ class RunResources:
         """A stored snapshot with this process's database, data dir and workers."""
         if config is None:
             return self.settings
-        snap = Settings.model_validate(config)
+        snap = share(Settings.model_validate(config), *self._part)
         return snap.model_copy(
             update={
                 "database": self.settings.database,
@@ -187,7 +215,7 @@ class RunResources:
                 if run_id in self._by_run and self._configs.get(run_id) == config:
                     return self._by_run[run_id]
                 if run_id in self._by_run:  # items in flight may still use the old ones
-                    self._retired.append(self._by_run.pop(run_id))
+                    self._retired.append((run_id, self._by_run.pop(run_id)))
                 self._configs[run_id] = config
                 settings = self._with_local(config)
                 res = Resources(settings, self.engine)
@@ -195,8 +223,16 @@ class RunResources:
                 self._by_run[run_id] = res
             return self._by_run[run_id]
 
+    def calls_in_flight(self) -> dict[tuple[str, str], int]:
+        """Provider calls sent and not answered yet, per ``(run_id, stage)``."""
+        found: dict[tuple[str, str], int] = {}
+        for run_id, res in [*self._by_run.items(), *self._retired]:
+            for stage, n in res.calls_in_flight().items():
+                found[run_id, stage] = found.get((run_id, stage), 0) + n
+        return found
+
     async def aclose(self) -> None:
-        for res in [*self._by_run.values(), *self._retired]:
+        for res in [*self._by_run.values(), *(r for _, r in self._retired)]:
             await res.aclose()
         self._by_run.clear()
         self._retired.clear()

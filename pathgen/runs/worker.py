@@ -29,6 +29,7 @@ from pathgen.errors import ConfigError, LLMError, PathgenError, ProviderError
 from pathgen.runs import queue
 from pathgen.runs.owner import new_owner
 from pathgen.runs.queue import Claimed, Completion, Persist
+from pathgen.store import beats
 from pathgen.store.outage import is_database_outage
 from pathgen.store.revisions import NewRevision, insert_revisions
 
@@ -98,6 +99,13 @@ class WorkerStats:
     released: int = 0
     paused: int = 0
     by_stage: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: WorkerStats) -> None:
+        """Count ``other``'s items too (another process of the same run)."""
+        for name in ("done", "failed", "retried", "lost", "released", "paused"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for stage, n in other.by_stage.items():
+            self.by_stage[stage] = self.by_stage.get(stage, 0) + n
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -197,8 +205,14 @@ class Worker:
         grace_s: float = 30.0,
         stop: asyncio.Event | None = None,
         budget: Budget | None = None,
+        calls: Callable[[], Mapping[tuple[str, str], int]] | None = None,
+        beat_s: float = 1.0,
     ) -> None:
         self.engine = engine
+        #: Provider calls in flight per ``(run, stage)`` now, written to the database
+        #: every ``beat_s`` for ``pathgen status`` (:mod:`pathgen.store.beats`).
+        self.calls = calls
+        self.beat_s = beat_s
         #: Spending limit checked before each claim of a paid stage (None: no limit).
         self.budget = budget
         self.handlers = {h.stage: h for h in handlers}
@@ -247,16 +261,33 @@ class Worker:
             asyncio.create_task(buffer.run(buffer_stop), name="completions"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
         ]
+        if self.calls is not None:
+            side.append(asyncio.create_task(self._beats(self.calls), name="beats"))
         try:
             await self._claim_loop(buffer)
             await self._drain()
         finally:
             buffer_stop.set()
             await side[0]
-            side[1].cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await side[1]
+            for task in side[1:]:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if self.calls is not None:
+                with contextlib.suppress(Exception):  # stale rows stop counting anyway
+                    await beats.clear(self.engine, self.owner)
         return self.stats
+
+    async def _beats(self, calls: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        """Write this worker's provider calls in flight about every ``beat_s`` seconds."""
+        seen: dict[tuple[str, str], int] = {}
+        while True:
+            seen = dict.fromkeys(seen, 0) | dict(calls())  # a stage that went quiet: 0
+            try:
+                await beats.publish(self.engine, self.owner, seen)
+            except Exception as exc:  # noqa: BLE001 - a missed beat is written next time
+                log.debug("worker beat failed: %s", exc)
+            await asyncio.sleep(self.beat_s)
 
     def _start(self, stage: str, items: Sequence[Claimed], buffer: _CompletionBuffer) -> None:
         prepare = self.handlers[stage].prepare

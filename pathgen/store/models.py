@@ -85,6 +85,19 @@ class RunEstimate(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class WorkerBeat(Base):
+    """What one worker process is doing for a run's stage, rewritten about every second:
+    its provider calls in flight (``pathgen status`` adds up the fresh rows)."""
+
+    __tablename__ = "worker_beats"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    calls_in_flight: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class LLMBatch(Base):
     """One provider batch of a caption stage, recorded before anything is submitted.
 

@@ -125,22 +125,30 @@ class _State:
     in_flight: int = 0
     in_flight_s: float = 0.0
     changed_at: float = field(default_factory=time.monotonic)
+    #: Requests in flight per model now, and the most there were at once.
+    model_in_flight: dict[str, int] = field(default_factory=dict)
+    model_peak: dict[str, int] = field(default_factory=dict)
 
-    def track(self, delta: int) -> None:
+    def track(self, delta: int, model: str | None = None) -> None:
         """Count a request in (+1) or out (-1) of flight, keeping the time integral."""
         now = time.monotonic()
         self.in_flight_s += self.in_flight * (now - self.changed_at)
         self.changed_at = now
         self.in_flight += delta
+        if model is not None:
+            n = self.model_in_flight[model] = self.model_in_flight.get(model, 0) + delta
+            self.model_peak[model] = max(self.model_peak.get(model, 0), n)
 
-    def stats(self) -> dict[str, float]:
-        """Received requests, requests in flight now, and in-flight seconds so far."""
+    def stats(self) -> dict[str, Any]:
+        """Received requests, requests in flight now, in-flight seconds so far, and the
+        most requests in flight at once per model (``peak``)."""
         self.track(0)
         return {
             "count": len(self.log),
             "in_flight": self.in_flight,
             "in_flight_s": self.in_flight_s,
             "t": time.monotonic(),
+            "peak": dict(self.model_peak),
         }
 
 
@@ -322,7 +330,8 @@ class _Connection(asyncio.Protocol):
             delay = float(forced.group(1))
         elif state.jitter:
             delay *= state.rng.uniform(1 - state.jitter, 1 + state.jitter)
-        state.track(+1)
+        model = str(body.get("model"))
+        state.track(+1, model)
         try:
             if kind == "hang":
                 await asyncio.sleep(float(arg) if arg else 3600.0)
@@ -330,7 +339,7 @@ class _Connection(asyncio.Protocol):
                 await asyncio.sleep(delay)
             return self._fault_response(kind, arg, body)
         finally:
-            state.track(-1)
+            state.track(-1, model)
 
     def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Status and JSON of the answer to one batch line (its markers apply)."""
@@ -426,8 +435,9 @@ class MockServer:
         """How many completion requests the server has received."""
         return len(self.requests(bodies=False))
 
-    def stats(self) -> dict[str, float]:
-        """``count`` received, ``in_flight`` now, ``in_flight_s`` (its integral), server ``t``."""
+    def stats(self) -> dict[str, Any]:
+        """``count`` received, ``in_flight`` now, ``in_flight_s`` (its integral), server
+        ``t``, and ``peak``: the most requests in flight at once per model."""
         with urllib.request.urlopen(f"{self.root_url}/_mock/stats", timeout=30) as resp:
             return json.loads(resp.read())
 

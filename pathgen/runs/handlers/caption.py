@@ -179,7 +179,7 @@ async def handle_describe(item: Claimed, res: Resources, inputs: TileInputs | No
     examples = []
     if cfg.few_shot_k:
         examples = await res.few_shot.examples(found.tile, cfg.few_shot_k)
-    clients = [await res.client(c) for c in describers]
+    clients = [await res.client("describe", c) for c in describers]
     images = [await _image(res, found, c.image_max_side) for c in describers]
     texts = tuple(e.text for e in examples)
     outs = await asyncio.gather(
@@ -288,10 +288,10 @@ async def handle_summarize(item: Claimed, res: Resources, inputs: TileInputs | N
     cfg = res.settings.captioning
     if skipped := _skip(item, existing, [], cfg.summarize, "summarize_v1"):
         return skipped
-    clip = await res.clip()
+    count_tokens = await res.count_tokens()
     client = await res.client("summarize")
     out = await run_summarize(
-        client, cfg.summarize, source.text, clip.count_tokens, max_clip_tokens=cfg.max_clip_tokens
+        client, cfg.summarize, source.text, count_tokens, max_clip_tokens=cfg.max_clip_tokens
     )
     rev = _revision(item, tile_id, out, parent_id=source.id, branch="caption")
     return _finish(item, rev, out, [])

@@ -171,7 +171,7 @@ async def handle_instruct(item: Claimed, res: Resources) -> Completion:
         source_id = source.id
     online = cfg.provider != "offline"
     image = await _image(res, tile, slide) if online and cfg.with_image else None
-    client = await res.client(cfg) if online else None
+    client = await res.client("instruct", cfg) if online else None
     try:
         items = await run_instruct(
             client,

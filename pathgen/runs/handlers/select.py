@@ -143,7 +143,7 @@ async def _write_llm_prompts(res: Resources, organ: str) -> list[Any]:
         max_tokens=max(cfg.llm.max_tokens, 1024),
     )
     try:
-        result = await (await res.client(cfg.llm)).complete(request)
+        result = await (await res.client("select", cfg.llm)).complete(request)
         return parse_organ_prompts(result.text, organ)
     except LLMError as exc:
         raise StageFailed(
