@@ -25,8 +25,11 @@ Printed per case (database × provider):
   starts (``workers.caption_processes``);
 * ``exactly_once``: every call made one revision and every item is done (counted);
 * ``status_in_flight_ratio``, ``status_rate_ratio``: what the progress table and
-  ``pathgen status`` show for the LLM stages (leased items; items done per second over
-  5 s) ÷ what the server counts (requests in flight; requests per second over 5 s).
+  ``pathgen status`` show for the LLM stages (the calls in flight the workers report;
+  items done per second over 5 s) ÷ what the server counts (requests in flight, both
+  averaged over the phase; requests per second over 5 s).
+
+``--processes`` sets ``workers.caption_processes`` (default ``auto``: two on two cores).
 
 The last line is one JSON object with every case's figures and the goals.
 
@@ -70,6 +73,8 @@ from pathgen.workers.signals import run_until_signalled  # noqa: E402
 from tests.dbutil import postgres_database  # noqa: E402
 
 LIMIT = 256
+#: ``workers.caption_processes`` of the measured runs (``--processes``).
+PROCESSES: list[int | str] = ["auto"]
 #: The rate window of the figures `pathgen status` shows, compared with the server's.
 STATUS_WINDOW_S = 5.0
 LATENCY = 1.0
@@ -156,6 +161,7 @@ base_url = "{base_url}"
 api_key_env = ""
 max_concurrency = {LIMIT}
 """
+    text += f"\n[workers]\ncaption_processes = {PROCESSES[0]!r}\n".replace("'", '"')
     config = work / "pathgen.toml"
     config.write_text(text)
     return config
@@ -279,28 +285,31 @@ async def _timed(settings: Any, entries: Any, server: Any, db_url: str, **kw: An
         "cpu_ms_per_call": round(1000 * (end["cpu"] - first["cpu"]) / max(1, calls), 2),
         **shown,
         "rss_2000_mb": round(sampler.rss_at_2000 or 0.0, 1),
-        "rss_end_mb": round(end["rss"], 1),
+        "rss_end_mb": round(sampler.rows[-1]["rss"] if sampler.rows else end["rss"], 1),
         "peak_rss_mb": round(max([end["rss"], *(r["rss"] for r in sampler.rows)]), 1),
-        "rss_growth": round(end["rss"] / sampler.rss_at_2000 - 1, 3)
+        "rss_growth": round(sampler.rows[-1]["rss"] / sampler.rss_at_2000 - 1, 3)
         if sampler.rss_at_2000
         else None,
     }
 
 
 def _status_ratios(rows: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Mean of (shown ÷ server) for in-flight and rate, over samples a full rate window
-    into the phase while the server had calls in flight."""
-    in_flight, rate = [], []
+    """Over samples a full rate window into the phase while the server had calls in flight:
+    in flight, the mean shown ÷ the mean the server counts (what is shown is up to a beat,
+    about 1 s, old, and the count swings by half within a second as calls return in
+    waves); rate, the mean of shown ÷ server over the same 5 s windows."""
+    shown, server, rate = [], [], []
     for i, row in enumerate(rows):
         back = next((r for r in rows[:i] if row["t"] - r["t"] <= STATUS_WINDOW_S), None)
         if back is None or row["t"] - rows[0]["t"] < STATUS_WINDOW_S or not row["in_flight"]:
             continue
         server_rate = (row["count"] - back["count"]) / (row["t"] - back["t"])
-        in_flight.append(row["shown_in_flight"] / row["in_flight"])
+        shown.append(row["shown_in_flight"])
+        server.append(row["in_flight"])
         if server_rate:
             rate.append(row["shown_rate"] / server_rate)
     return {
-        "status_in_flight_ratio": round(sum(in_flight) / len(in_flight), 3) if in_flight else None,
+        "status_in_flight_ratio": round(sum(shown) / sum(server), 3) if server else None,
         "status_rate_ratio": round(sum(rate) / len(rate), 3) if rate else None,
     }
 
@@ -393,7 +402,11 @@ async def main() -> None:
         "--tiles", type=int, default=int(os.environ.get("PATHGEN_BENCH_TILES", "2600"))
     )
     parser.add_argument("--cases", default="sqlite:openai,postgres:openai,sqlite:mistral")
+    parser.add_argument(
+        "--processes", default="auto", help="workers.caption_processes: auto or a number"
+    )
     args = parser.parse_args()
+    PROCESSES[0] = args.processes if args.processes == "auto" else int(args.processes)
     os.environ.setdefault(
         "PATHGEN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     )
@@ -416,7 +429,13 @@ async def main() -> None:
         )
     print(
         json.dumps(
-            {"tiles": args.tiles, "load": os.getloadavg()[0], "cases": results, "goals": GOALS}
+            {
+                "tiles": args.tiles,
+                "processes": args.processes,
+                "load": os.getloadavg()[0],
+                "cases": results,
+                "goals": GOALS,
+            }
         )
     )
 
