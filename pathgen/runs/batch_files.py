@@ -110,7 +110,7 @@ class _WithClient:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._res, name)
 
-    async def client(self, stage: Any) -> Any:
+    async def client(self, stage: str, cfg: Any = None) -> Any:
         return self._client
 
 
