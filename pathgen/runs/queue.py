@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +53,12 @@ class Claimed:
     #: The lease token: the worker's id plus a nonce per claim, so a worker whose lease ran
     #: out and who claimed the item again cannot complete it twice.
     owner: str
+    #: What the claim's ``read`` found for this item (None without one).
+    inputs: Any = field(default=None, compare=False, repr=False)
+
+
+#: Reads, in the claim's transaction, what claimed items need: ``{item id: inputs}``.
+ClaimRead = Callable[[AsyncSession, Sequence[Claimed]], Awaitable[Mapping[int, Any]]]
 
 
 @dataclass
@@ -183,9 +189,11 @@ async def claim(
     run_id: str | None = None,
     lease_s: float = 120.0,
     exclude_runs: Sequence[str] = (),
+    read: ClaimRead | None = None,
 ) -> list[Claimed]:
     """Lease up to ``limit`` items of ``stages`` (expired leases are reclaimed automatically),
-    not of the runs in ``exclude_runs``."""
+    not of the runs in ``exclude_runs``; ``read`` fills each item's ``inputs`` in the same
+    transaction."""
     if limit <= 0 or not stages:
         return []
     now = utcnow()
@@ -221,15 +229,26 @@ async def claim(
         rows = (await session.execute(stmt)).all()
         if not rows:  # nothing claimable: park items whose last lease ran out
             await _park_exhausted(session, run_id, now)
-    return sorted(
-        (
-            Claimed(
-                r.id, r.run_id, r.stage, r.key, r.payload or {}, r.attempts, r.max_attempts, lease
-            )
-            for r in rows
-        ),
-        key=lambda c: c.id,
-    )
+        items = sorted(
+            (
+                Claimed(
+                    r.id,
+                    r.run_id,
+                    r.stage,
+                    r.key,
+                    r.payload or {},
+                    r.attempts,
+                    r.max_attempts,
+                    lease,
+                )
+                for r in rows
+            ),
+            key=lambda c: c.id,
+        )
+        if read is not None and items:
+            found = await read(session, items)
+            items = [replace(c, inputs=found.get(c.id)) for c in items]
+    return items
 
 
 def _held(item: Claimed) -> Any:

@@ -81,12 +81,23 @@ class StageHandler:
 
     ``prepare`` (optional) reads what a claimed batch needs in one go; each item's
     ``handle`` then gets its own entry of the mapping it returned (``None`` without one).
+    ``read`` (optional) does the same inside the claim's own transaction (no read of
+    its own: for a short, indexed read, as the claim holds SQLite's write lock).
+    ``prefetch`` items are claimed beyond ``concurrency`` and wait their turn here, so a
+    stage whose items are quick is not one claim transaction per item.
     """
 
     stage: str
     concurrency: int
     handle: Callable[[Claimed, Any], Awaitable[Completion]]
     prepare: Callable[[Sequence[Claimed]], Awaitable[Mapping[int, Any]]] | None = None
+    read: queue.ClaimRead | None = None
+    prefetch: int = 0
+
+    @property
+    def capacity(self) -> int:
+        """Items this stage holds at most: running plus waiting their turn."""
+        return self.concurrency + self.prefetch if self.concurrency > 0 else 0
 
 
 @dataclass
@@ -211,8 +222,13 @@ class Worker:
         self.stop = stop or asyncio.Event()
         self.stats = WorkerStats()
         self._inflight: dict[asyncio.Task[None], Claimed] = {}
-        #: Items per stage whose handler runs (an item being committed no longer counts).
+        #: Items per stage claimed and not yet handled: running or waiting their turn (an
+        #: item being committed no longer counts).
         self._busy: dict[str, int] = dict.fromkeys(self.handlers, 0)
+        #: Handler calls per stage at a time (``concurrency``; prefetched items wait).
+        self._turns = {
+            h.stage: asyncio.Semaphore(max(1, h.concurrency)) for h in self.handlers.values()
+        }
         #: A stage whose last claim found less than it asked for is not asked again
         #: before this time, unless a completion here queued work for it.
         self._idle_until: dict[str, float] = dict.fromkeys(self.handlers, 0.0)
@@ -224,20 +240,21 @@ class Worker:
         return [run for run, st in self._paused if st == stage]
 
     def _free(self, stage: str) -> int:
-        return self.handlers[stage].concurrency - self._busy[stage]
+        return self.handlers[stage].capacity - self._busy[stage]
 
     def _wants_claim(self, stage: str, now: float) -> int:
         """How many items to claim for ``stage`` now (0: not now).
 
         A claim is a transaction: a busy stage refills in steps of 1/16 of its limit
-        rather than one item per returned call.
+        (of its prefetch, if larger) rather than one item per returned call.
         """
         free = self._free(stage)
         if free <= 0 or now < self._idle_until[stage]:
             return 0
         if self.run_id is not None and (self.run_id, stage) in self._paused:
             return 0
-        step = max(1, self.handlers[stage].concurrency // 16)
+        handler = self.handlers[stage]
+        step = max(1, handler.capacity // 16, handler.prefetch)
         return free if free >= step or self._busy[stage] == 0 else 0
 
     async def run(self) -> WorkerStats:
@@ -291,6 +308,7 @@ class Worker:
                     run_id=self.run_id,
                     lease_s=self.lease_s,
                     exclude_runs=self._paused_runs(stage),
+                    read=self.handlers[stage].read,
                 )
                 if len(items) < want:
                     self._idle_until[stage] = loop.time() + self.poll_s
@@ -330,15 +348,20 @@ class Worker:
     ) -> None:
         task = asyncio.current_task()
         handler = self.handlers[item.stage]
+        turn = self._turns[item.stage]
         running = True
         try:
-            inputs = None
-            if prepared is not None:
-                try:
-                    inputs = (await prepared).get(item.id)
-                except Exception as exc:  # noqa: BLE001 - the handler reads for itself
-                    log.warning("batch read for %s failed: %s", item.stage, exc)
-            completion = await handler.handle(item, inputs)
+            async with turn:  # a prefetched item waits for a running one to return
+                if self.stop.is_set():  # stopping: not started, so given back unspent
+                    self.stats.released += await queue.release(self.engine, [item])
+                    return
+                inputs = item.inputs
+                if prepared is not None:
+                    try:
+                        inputs = (await prepared).get(item.id)
+                    except Exception as exc:  # noqa: BLE001 - the handler reads for itself
+                        log.warning("batch read for %s failed: %s", item.stage, exc)
+                completion = await handler.handle(item, inputs)
             running = False
             self._busy[item.stage] -= 1
             self._wake.set()  # the next item can start while this one commits

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,6 @@ from pathgen.errors import SlideError
 from pathgen.runs.queue import Claimed, Completion, NewWork
 from pathgen.runs.resources import Resources
 from pathgen.runs.worker import StageFailed
-from pathgen.store.engine import read_scope
 from pathgen.store.models import RunSlide, Slide, Tile, utcnow
 from pathgen.store.tiles import insert_tiles
 
@@ -38,23 +38,44 @@ def _same_manifest_mpp(slide: Slide, manifest_mpp: float | None) -> bool:
     return math.isclose(slide.mpp or 0.0, manifest_mpp, rel_tol=1e-6)
 
 
-async def handle_tile(item: Claimed, res: Resources) -> Completion:
+#: Slides a worker claims beyond those it is tiling: one claim transaction (which also
+#: reads their rows, :func:`read_slides`) serves several slides.
+PREFETCH = 8
+
+
+async def read_slides(
+    session: AsyncSession, items: Sequence[Claimed]
+) -> dict[int, tuple[Slide, float | None]]:
+    """``{item id: (slide row, the run's manifest mpp)}`` of claimed tile items, in one
+    query (run inside the claim transaction); a slide row that is gone has no entry."""
+    runs = {item.run_id for item in items}
+    rows = await session.execute(
+        select(Slide, RunSlide.run_id, RunSlide.manifest_mpp)
+        .outerjoin(RunSlide, (RunSlide.slide_id == Slide.id) & RunSlide.run_id.in_(runs))
+        .where(Slide.id.in_({int(item.key) for item in items}))
+    )
+    slides: dict[int, Slide] = {}
+    mpps: dict[tuple[str | None, int], float | None] = {}
+    for slide, run_id, manifest_mpp in rows:
+        slides[slide.id] = slide
+        mpps[(run_id, slide.id)] = manifest_mpp
+    return {
+        item.id: (slides[sid], mpps.get((item.run_id, sid)))
+        for item in items
+        if (sid := int(item.key)) in slides
+    }
+
+
+async def handle_tile(
+    item: Claimed, res: Resources, found: tuple[Slide, float | None] | None
+) -> Completion:
+    """Tile the item's slide; ``found`` is what :func:`read_slides` read for it."""
     from pathgen.slides import TilingParams
     from pathgen.slides.fingerprint import fingerprint_slide
 
     slide_id = int(item.key)
     settings = res.settings
     params = TilingParams.from_settings(settings.tiling)
-    async with read_scope(res.engine) as session:
-        found = (
-            await session.execute(
-                select(Slide, RunSlide.manifest_mpp)
-                .outerjoin(
-                    RunSlide, (RunSlide.slide_id == Slide.id) & (RunSlide.run_id == item.run_id)
-                )
-                .where(Slide.id == slide_id)
-            )
-        ).first()
     if found is None:
         raise SlideError(item.key, "missing", "slide row vanished from the database")
     slide, manifest_mpp = found
