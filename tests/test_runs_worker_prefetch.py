@@ -81,3 +81,22 @@ async def test_a_stop_gives_prefetched_items_back_unspent(engine) -> None:
     assert sorted(rows) == [("k0", "done", 1), ("k1", "queued", 0), ("k2", "queued", 0)] + [
         ("k3", "queued", 0)
     ]
+
+
+async def test_completions_wait_for_each_other_up_to_commit_wait(engine) -> None:
+    await _items(engine, 4)
+
+    async def handle(item: Claimed, _inputs: object) -> Completion:
+        await asyncio.sleep(0.06)  # longer than the buffer's tick
+        return Completion(item)
+
+    async def done_at(wait_s: float) -> set:
+        stage = StageHandler("tile", 1, handle, prefetch=3, commit_wait_s=wait_s)
+        await asyncio.wait_for(Worker(engine, [stage], run_id="r", exit_when_idle=True).run(), 30)
+        async with session_scope(engine) as s:
+            moments = set(await s.scalars(select(WorkItem.done_at)))
+        await queue.requeue_done(engine, "r", ["tile"])
+        return moments
+
+    assert len(await done_at(5.0)) == 1  # one completion transaction for the four
+    assert len(await done_at(0.0)) > 1

@@ -43,7 +43,7 @@ from pathgen.runs.handlers.instruct import (
     queue_missing_instruct,
 )
 from pathgen.runs.handlers.select import handle_select
-from pathgen.runs.handlers.tile import PREFETCH, handle_tile, read_slides
+from pathgen.runs.handlers.tile import COMMIT_WAIT_S, PREFETCH, handle_tile, read_slides
 from pathgen.runs.manifest import SlideEntry
 from pathgen.runs.outcome import Outcome, run_outcome
 from pathgen.runs.owner import new_owner, reclaim_dead_local_leases
@@ -100,7 +100,10 @@ def build_handlers(
         limit = 0 if s in batched else stage_concurrency(resources.settings, s, concurrency)
         if s == "tile":
             handle = partial(_dispatch_with_inputs, handle_tile, resources)
-            handlers.append(StageHandler(s, limit, handle, read=read_slides, prefetch=PREFETCH))
+            tile = StageHandler(
+                s, limit, handle, read=read_slides, prefetch=PREFETCH, commit_wait_s=COMMIT_WAIT_S
+            )
+            handlers.append(tile)
         elif s in CAPTION_HANDLERS:
             handle = partial(_dispatch_with_inputs, CAPTION_HANDLERS[s], resources)
             prepare = partial(_prepare, resources)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import Executable, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -61,6 +61,15 @@ class Claimed:
 ClaimRead = Callable[[AsyncSession, Sequence[Claimed]], Awaitable[Mapping[int, Any]]]
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Parameter rows for ``statement`` (a Core statement, e.g. an insert into a table):
+    a completion batch runs each statement once, with the rows of all its completions."""
+
+    statement: Executable
+    rows: list[dict[str, Any]]
+
+
 @dataclass
 class Completion:
     """A finished item plus what to write with it (run inside the completion transaction)."""
@@ -74,6 +83,8 @@ class Completion:
     new_output: bool = True
     #: Caption revisions to insert: those of a whole completion batch go in one statement.
     revisions: list[NewRevision] = field(default_factory=list)
+    #: Rows to write (after ``persist``): one statement per batch for each statement.
+    rows: list[Rows] = field(default_factory=list)
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -272,36 +283,12 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
         "last_error": None,
     }
     async with session_scope(engine) as session:
-        won: set[tuple[int, str]] = set()
-        plain = [c for c in completions if c.result is None]
-        ids = [c.item.id for c in plain]
-        if plain and len(set(ids)) == len(ids):  # one statement for the batch
-            res = await session.execute(
-                update(WorkItem)
-                .where(
-                    tuple_(WorkItem.id, WorkItem.lease_owner).in_(
-                        [(c.item.id, c.item.owner) for c in plain]
-                    ),
-                    WorkItem.status == "leased",
-                )
-                .values(**values)
-                .returning(WorkItem.id)
-            )
-            done = set(res.scalars())
-            won.update((c.item.id, c.item.owner) for c in plain if c.item.id in done)
-            plain = []
-        for c in [*plain, *(c for c in completions if c.result is not None)]:
-            extra = {"result": c.result} if c.result is not None else {}
-            res = await session.execute(
-                update(WorkItem)
-                .where(_held(c.item))
-                .values(**values, **extra)
-                .returning(WorkItem.id)
-            )
-            won.update((item_id, c.item.owner) for item_id in res.scalars())
+        won = await _mark_done(session, completions, values)
         follow: dict[tuple[str, bool], list[NewWork]] = {}
         persisted: set[tuple[int, str]] = set()
         revisions: list[NewRevision] = []
+        results: list[dict[str, Any]] = []
+        rows: dict[int, tuple[Executable, list[dict[str, Any]]]] = {}
         for c in completions:
             key = (c.item.id, c.item.owner)
             if key not in won or key in persisted:
@@ -309,8 +296,17 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
             persisted.add(key)
             if c.persist is not None:
                 await c.persist(session)
+            if c.result is not None:
+                results.append({"b_id": c.item.id, "result": c.result})
+            for r in c.rows:
+                rows.setdefault(id(r.statement), (r.statement, []))[1].extend(r.rows)
             revisions += c.revisions
             follow.setdefault((c.item.run_id, c.new_output), []).extend(c.follow_up)
+        if results:  # the items are ours now (marked done above): no fencing needed
+            await session.execute(_SET_RESULT, results)
+        for statement, params in rows.values():
+            if params:
+                await session.execute(statement, params)
         await add_revisions(session, revisions)
         for (run_id, new_output), work in follow.items():
             await enqueue(
@@ -321,6 +317,39 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
                 requeue_finished=new_output,
             )
     return [(c.item.id, c.item.owner) in won for c in completions]
+
+
+_items = WorkItem.__table__
+_SET_RESULT = update(_items).where(_items.c.id == bindparam("b_id"))
+
+
+async def _mark_done(
+    session: AsyncSession, completions: Sequence[Completion], values: dict[str, Any]
+) -> set[tuple[int, str]]:
+    """Mark the completions' items done where their lease is still held; returns the
+    ``(id, lease)`` of those."""
+    ids = [c.item.id for c in completions]
+    if len(set(ids)) == len(ids):  # one statement for the batch
+        res = await session.execute(
+            update(WorkItem)
+            .where(
+                tuple_(WorkItem.id, WorkItem.lease_owner).in_(
+                    [(c.item.id, c.item.owner) for c in completions]
+                ),
+                WorkItem.status == "leased",
+            )
+            .values(**values)
+            .returning(WorkItem.id)
+        )
+        done = set(res.scalars())
+        return {(c.item.id, c.item.owner) for c in completions if c.item.id in done}
+    won: set[tuple[int, str]] = set()
+    for c in completions:  # the same item twice (two leases): each under its own fence
+        res = await session.execute(
+            update(WorkItem).where(_held(c.item)).values(**values).returning(WorkItem.id)
+        )
+        won.update((item_id, c.item.owner) for item_id in res.scalars())
+    return won
 
 
 def backoff_s(attempt: int, base: float = 2.0, cap: float = 300.0) -> float:

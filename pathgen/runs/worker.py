@@ -84,7 +84,8 @@ class StageHandler:
     ``read`` (optional) does the same inside the claim's own transaction (no read of
     its own: for a short, indexed read, as the claim holds SQLite's write lock).
     ``prefetch`` items are claimed beyond ``concurrency`` and wait their turn here, so a
-    stage whose items are quick is not one claim transaction per item.
+    stage whose items are quick is not one claim transaction per item; with
+    ``commit_wait_s`` their completions share transactions too.
     """
 
     stage: str
@@ -93,6 +94,8 @@ class StageHandler:
     prepare: Callable[[Sequence[Claimed]], Awaitable[Mapping[int, Any]]] | None = None
     read: queue.ClaimRead | None = None
     prefetch: int = 0
+    #: How long a finished item may wait for others to join its completion transaction.
+    commit_wait_s: float = 0.0
 
     @property
     def capacity(self) -> int:
@@ -124,8 +127,9 @@ def _retryable(exc: BaseException) -> bool:
 class _CompletionBuffer:
     """Collects completions and commits them in batches; ``add`` returns once committed.
 
-    A batch is committed when it is full, when ``interval`` has passed, or when the worker
-    calls :meth:`kick` (nothing else can join the batch).
+    A batch is committed when it is full, at the first tick (every ``interval``) after
+    the completions' ``wait_s`` has passed, or when the worker calls :meth:`kick`
+    (nothing else can join the batch).
     """
 
     def __init__(
@@ -135,16 +139,23 @@ class _CompletionBuffer:
         self._batch = batch
         self._interval = interval
         self._pending: list[tuple[Completion, asyncio.Future[bool]]] = []
+        #: Loop time when the first of the waiting completions wants its commit.
+        self._due = float("inf")
         self._kick = asyncio.Event()
         #: Batches committed at the same time (a database round trip waits for the event
         #: loop: a second transaction in flight keeps commits from queueing behind it).
         self._slots = asyncio.Semaphore(parallel)
 
-    async def add(self, completion: Completion) -> bool:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async def add(self, completion: Completion, wait_s: float = 0.0) -> bool:
+        """Commit ``completion`` with others; it waits up to ``wait_s`` (and the next
+        tick) for more to join its transaction. True when committed, False when the
+        lease was lost."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
         self._pending.append((completion, fut))
+        self._due = min(self._due, loop.time() + wait_s)
         if len(self._pending) >= self._batch:
-            self._kick.set()
+            self.kick()
         return await fut
 
     @property
@@ -154,9 +165,11 @@ class _CompletionBuffer:
 
     def kick(self) -> None:
         """Commit what is waiting now."""
+        self._due = float("-inf")
         self._kick.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         commits: set[asyncio.Task[None]] = set()
         while True:
             if stop.is_set() and not self._pending:
@@ -167,6 +180,9 @@ class _CompletionBuffer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self._interval)
             self._kick.clear()
+            if loop.time() < self._due and not stop.is_set():
+                continue
+            self._due = float("inf")
             while self._pending:
                 await self._slots.acquire()
                 batch, self._pending = self._pending[: self._batch], self._pending[self._batch :]
@@ -182,7 +198,7 @@ class _CompletionBuffer:
                 if len(batch) > 1:  # isolate the item whose results cannot be written
                     self._pending[:0] = [(c, f) for c, f in batch[1:]]
                     batch = batch[:1]
-                    self._kick.set()
+                    self.kick()
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
@@ -269,6 +285,7 @@ class Worker:
             await self._drain()
         finally:
             buffer_stop.set()
+            buffer.kick()  # it ends now, not at its next tick
             await side[0]
             side[1].cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -365,7 +382,7 @@ class Worker:
             running = False
             self._busy[item.stage] -= 1
             self._wake.set()  # the next item can start while this one commits
-            if await buffer.add(completion):
+            if await buffer.add(completion, handler.commit_wait_s):
                 self.stats.done += 1
                 self.stats.by_stage[item.stage] = self.stats.by_stage.get(item.stage, 0) + 1
                 for work in completion.follow_up:  # new work here: claim it now

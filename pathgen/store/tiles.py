@@ -1,22 +1,36 @@
-"""Tile rows: bulk insert (idempotent) and lookups."""
+"""Tile rows: the idempotent bulk insert a tile completion batch runs once.
+
+Example::
+
+    Rows(tile_insert(session.bind.dialect.name), tile_rows(slide_id, result.tiles))
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
+from sqlalchemy import Executable
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pathgen.store.models import Tile
 
-_CHUNK = 2000
+
+@cache
+def tile_insert(dialect: str) -> Executable:
+    """The insert of tile rows for ``dialect`` (a Core insert: no per-row ORM
+    bookkeeping); rows whose (slide, x, y, size) exist are kept as they are."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(Tile.__table__).on_conflict_do_nothing(
+        index_elements=["slide_id", "x", "y", "size"]
+    )
 
 
-async def insert_tiles(session: AsyncSession, slide_id: int, tiles: Iterable[Any]) -> None:
-    """Insert ``TileSpec``-like objects for a slide; existing (slide, x, y, size) are kept."""
-    rows = [
+def tile_rows(slide_id: int, tiles: Iterable[Any]) -> list[dict[str, Any]]:
+    """Parameter rows of :func:`tile_insert` for ``TileSpec``-like objects of a slide."""
+    return [
         {
             "slide_id": slide_id,
             "x": t.x,
@@ -29,8 +43,3 @@ async def insert_tiles(session: AsyncSession, slide_id: int, tiles: Iterable[Any
         }
         for t in tiles
     ]
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    table = Tile.__table__  # a Core insert: no per-row ORM bookkeeping
-    for start in range(0, len(rows), _CHUNK):
-        stmt = insert(table).on_conflict_do_nothing(index_elements=["slide_id", "x", "y", "size"])
-        await session.execute(stmt, rows[start : start + _CHUNK])

@@ -14,15 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pathgen.errors import SlideError
-from pathgen.runs.queue import Claimed, Completion, NewWork
+from pathgen.runs.queue import Claimed, Completion, NewWork, Rows
 from pathgen.runs.resources import Resources
 from pathgen.runs.worker import StageFailed
 from pathgen.store.models import RunSlide, Slide, Tile, utcnow
-from pathgen.store.tiles import insert_tiles
+from pathgen.store.tiles import tile_insert, tile_rows
 
 if TYPE_CHECKING:
     from pathgen.settings import TilingSettings
@@ -38,9 +38,16 @@ def _same_manifest_mpp(slide: Slide, manifest_mpp: float | None) -> bool:
     return math.isclose(slide.mpp or 0.0, manifest_mpp, rel_tol=1e-6)
 
 
+_slides = Slide.__table__
+#: A tiled slide's row (the rows of a completion batch in one statement).
+_SLIDE_TILED = update(_slides).where(_slides.c.id == bindparam("b_id"))
+
 #: Slides a worker claims beyond those it is tiling: one claim transaction (which also
 #: reads their rows, :func:`read_slides`) serves several slides.
 PREFETCH = 8
+#: How long a tiled slide waits for others to join its completion transaction (its rows,
+#: tiles and follow-up go in with theirs: one transaction for several slides).
+COMMIT_WAIT_S = 0.5
 
 
 async def read_slides(
@@ -132,15 +139,12 @@ async def handle_tile(
         "tile_count": len(result.tiles),
     }
 
-    async def persist(session: AsyncSession) -> None:
-        await session.execute(
-            update(Slide).where(Slide.id == slide_id).values(**values, updated_at=utcnow())
-        )
-        await insert_tiles(session, slide_id, result.tiles)
-
     return Completion(
         item,
-        persist=persist,
+        rows=[
+            Rows(_SLIDE_TILED, [{"b_id": slide_id, **values, "updated_at": utcnow()}]),
+            Rows(tile_insert(res.engine.dialect.name), tile_rows(slide_id, result.tiles)),
+        ],
         follow_up=[NewWork("embed", item.key)],
         result={"tiles": len(result.tiles), "failed_reads": result.n_failed},
     )
