@@ -153,7 +153,7 @@ async def test_a_batchs_rows_go_in_one_statement_and_only_for_held_leases(engine
 
     from sqlalchemy import event, insert
 
-    from pathgen.runs.queue import Rows
+    from pathgen.store.bulk import Rows
 
     await _run_with_items(engine, 3)
     items = await queue.claim(engine, owner="w", stages=["describe"], limit=3)

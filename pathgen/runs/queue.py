@@ -21,11 +21,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Executable, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from pathgen.store.bulk import Rows, write_rows
 from pathgen.store.engine import read_scope, session_scope
 from pathgen.store.models import WorkItem, utcnow
 from pathgen.store.outage import rides_out_outages
@@ -59,15 +60,6 @@ class Claimed:
 
 #: Reads, in the claim's transaction, what claimed items need: ``{item id: inputs}``.
 ClaimRead = Callable[[AsyncSession, Sequence[Claimed]], Awaitable[Mapping[int, Any]]]
-
-
-@dataclass(frozen=True)
-class Rows:
-    """Parameter rows for ``statement`` (a Core statement, e.g. an insert into a table):
-    a completion batch runs each statement once, with the rows of all its completions."""
-
-    statement: Executable
-    rows: list[dict[str, Any]]
 
 
 @dataclass
@@ -288,7 +280,7 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
         persisted: set[tuple[int, str]] = set()
         revisions: list[NewRevision] = []
         results: list[dict[str, Any]] = []
-        rows: dict[int, tuple[Executable, list[dict[str, Any]]]] = {}
+        rows: list[Rows] = []
         for c in completions:
             key = (c.item.id, c.item.owner)
             if key not in won or key in persisted:
@@ -298,15 +290,12 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
                 await c.persist(session)
             if c.result is not None:
                 results.append({"b_id": c.item.id, "result": c.result})
-            for r in c.rows:
-                rows.setdefault(id(r.statement), (r.statement, []))[1].extend(r.rows)
+            rows += c.rows
             revisions += c.revisions
             follow.setdefault((c.item.run_id, c.new_output), []).extend(c.follow_up)
         if results:  # the items are ours now (marked done above): no fencing needed
             await session.execute(_SET_RESULT, results)
-        for statement, params in rows.values():
-            if params:
-                await session.execute(statement, params)
+        await write_rows(session, rows)
         await add_revisions(session, revisions)
         for (run_id, new_output), work in follow.items():
             await enqueue(

@@ -18,11 +18,12 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pathgen.errors import SlideError
-from pathgen.runs.queue import Claimed, Completion, NewWork, Rows
+from pathgen.runs.queue import Claimed, Completion, NewWork
 from pathgen.runs.resources import Resources
 from pathgen.runs.worker import StageFailed
+from pathgen.store.bulk import Rows
 from pathgen.store.models import RunSlide, Slide, Tile, utcnow
-from pathgen.store.tiles import tile_insert, tile_rows
+from pathgen.store.tiles import tile_rows
 
 if TYPE_CHECKING:
     from pathgen.settings import TilingSettings
@@ -46,8 +47,9 @@ _SLIDE_TILED = update(_slides).where(_slides.c.id == bindparam("b_id"))
 #: reads their rows, :func:`read_slides`) serves several slides.
 PREFETCH = 8
 #: How long a tiled slide waits for others to join its completion transaction (its rows,
-#: tiles and follow-up go in with theirs: one transaction for several slides).
-COMMIT_WAIT_S = 0.5
+#: tiles and follow-up go in with theirs: one transaction for several quick slides, while
+#: the commit still overlaps the tiling of the next ones).
+COMMIT_WAIT_S = 0.1
 
 
 async def read_slides(
@@ -143,7 +145,7 @@ async def handle_tile(
         item,
         rows=[
             Rows(_SLIDE_TILED, [{"b_id": slide_id, **values, "updated_at": utcnow()}]),
-            Rows(tile_insert(res.engine.dialect.name), tile_rows(slide_id, result.tiles)),
+            tile_rows(res.engine.dialect.name, slide_id, result.tiles),
         ],
         follow_up=[NewWork("embed", item.key)],
         result={"tiles": len(result.tiles), "failed_reads": result.n_failed},
