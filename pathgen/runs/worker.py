@@ -83,8 +83,9 @@ class StageHandler:
     ``handle`` then gets its own entry of the mapping it returned (``None`` without one).
     ``read`` (optional) does the same inside the claim's own transaction (no read of
     its own: for a short, indexed read, as the claim holds SQLite's write lock).
-    ``prefetch`` items are claimed beyond ``concurrency`` and wait their turn here, so a
-    stage whose items are quick is not one claim transaction per item; with
+    ``prefetch`` items are claimed beyond ``concurrency`` and wait their turn here (under
+    lease, their attempt counted by the claim), so a stage whose items are quick is not
+    one claim transaction per item; with
     ``commit_wait_s`` their completions share transactions too.
     """
 

@@ -44,7 +44,8 @@ _slides = Slide.__table__
 _SLIDE_TILED = update(_slides).where(_slides.c.id == bindparam("b_id"))
 
 #: Slides a worker claims beyond those it is tiling: one claim transaction (which also
-#: reads their rows, :func:`read_slides`) serves several slides.
+#: reads their rows, :func:`read_slides`) serves several slides. Their attempt counts from
+#: the claim: a worker that dies (killed, out of memory) costs them one too.
 PREFETCH = 8
 #: How long a tiled slide waits for others to join its completion transaction (its rows,
 #: tiles and follow-up go in with theirs: one transaction for several quick slides, while
