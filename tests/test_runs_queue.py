@@ -146,3 +146,41 @@ async def test_follow_up_work_is_enqueued_with_completion(engine) -> None:
     (item,) = await queue.claim(engine, owner="w", stages=["tile"], limit=1)
     await queue.complete(engine, [Completion(item, follow_up=[NewWork("embed", "s1")])])
     assert await queue.counts(engine, "r") == {"tile": {"done": 1}, "embed": {"queued": 1}}
+
+
+async def test_a_batchs_rows_go_in_one_statement_and_only_for_held_leases(engine) -> None:
+    from dataclasses import replace
+
+    from sqlalchemy import event, insert
+
+    from pathgen.store.bulk import Rows
+
+    await _run_with_items(engine, 3)
+    items = await queue.claim(engine, owner="w", stages=["describe"], limit=3)
+    items[2] = replace(items[2], owner="w:stale")  # its lease is someone else's now
+    add_run = insert(Run.__table__)
+    statements: list[str] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def count(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    won = await queue.complete(
+        engine,
+        [
+            Completion(
+                i,
+                rows=[Rows(add_run, [{"id": f"x{i.key}", "config": {}, "pathgen_version": "t"}])],
+                result={"n": n},
+            )
+            for n, i in enumerate(items)
+        ],
+    )
+    event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert won == [True, True, False]
+    assert sum(s.startswith("INSERT INTO runs") for s in statements) == 1
+    async with session_scope(engine) as s:
+        runs = set(await s.scalars(select(Run.id).where(Run.id.startswith("x"))))
+        results = dict((await s.execute(select(WorkItem.key, WorkItem.result))).all())
+    assert runs == {"xk0", "xk1"}
+    assert results == {"k0": {"n": 0}, "k1": {"n": 1}, "k2": None}

@@ -302,3 +302,22 @@ def test_folders_yield_flat_images_too(tmp_path):
         "b.JPG",
         "c.jpeg",
     ]
+
+
+def test_read_rgba_is_read_region_as_an_array(slides_dir, pyramid, tmp_path):
+    path, pixels = pyramid
+    strip = tmp_path / "strip.tif"
+    tifffile.imwrite(strip, pixels[:1200, :1600], rowsperstrip=64)
+    flat = tmp_path / "field.png"
+    Image.fromarray(pixels[:500, :700]).save(flat)
+    for file in (slides_dir / "CMU-1-Small-Region.svs", path, strip, flat):
+        reader = open_slide(file)
+        for level in (0, reader.level_count - 1):
+            w, h = reader.level_dimensions[level]
+            ds = reader.level_downsamples[level]
+            # inside, and half outside (transparent there: openslide's alpha conversion)
+            for x, y in ((0, 0), (round(-w * ds / 2), round(h * ds / 2))):
+                size = (min(w, 300), min(h, 200))
+                region = np.asarray(reader.read_region(x, y, level, size))
+                assert np.array_equal(reader.read_rgba(x, y, level, size), region), file
+        assert reader.read_rgba(0, 0, 0, (1, 1)).shape == (1, 1, 4)

@@ -14,7 +14,7 @@ from pathgen.settings import TissueSettings
 from pathgen.slides import TissueParams, fingerprint_slide, resolve_mpp
 from pathgen.slides.grid import axis_starts
 from pathgen.slides.readers.openslide_reader import parse_resolutions
-from pathgen.slides.tissue import _median_above, segment_tissue
+from pathgen.slides.tissue import _drop_small, _median_above, segment_tissue
 
 
 def _reader(**props: str) -> SimpleNamespace:
@@ -113,3 +113,28 @@ def test_wide_median_mask_is_exactly_the_median_then_threshold(k: int) -> None:
     for threshold in (20, int(np.median(image)), 200):
         expected = (cv2.medianBlur(image, k) > threshold).astype(np.uint8)
         assert np.array_equal(_median_above(image, k, threshold), expected)
+
+
+def _drop_small_reference(mask, min_area, connectivity, keep_border):
+    n, labels = cv2.connectedComponents(mask, connectivity=connectivity)
+    keep = np.bincount(labels.ravel(), minlength=n) >= min_area
+    if keep_border:
+        keep[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    keep[0] = False
+    return keep[labels].astype(np.uint8)
+
+
+@pytest.mark.parametrize("quantile", [0.5, 0.9])  # each takes both paths (<= 256 labels or more)
+def test_dropping_small_objects_and_holes_is_exact(quantile: float) -> None:
+    blurred = cv2.GaussianBlur(np.random.default_rng(7).random((300, 400)), (0, 0), 1.5)
+    mask = (blurred > np.quantile(blurred, quantile)).astype(np.uint8)
+    labels = {
+        c: cv2.connectedComponents(mask if c == 8 else 1 - mask, connectivity=c)[0] for c in (8, 4)
+    }
+    assert min(labels.values()) <= 256 < max(labels.values())
+    for connectivity, keep_border in ((8, False), (4, True)):
+        image = mask if connectivity == 8 else 1 - mask
+        for min_area in (2, 15, 200):
+            got = _drop_small(image, min_area, connectivity=connectivity, keep_border=keep_border)
+            expected = _drop_small_reference(image, min_area, connectivity, keep_border)
+            assert np.array_equal(got, expected), (quantile, connectivity, min_area)

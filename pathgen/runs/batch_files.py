@@ -38,7 +38,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.errors import ConfigError, ProviderError
 from pathgen.llm.base import ChatRequest, ChatResult
-from pathgen.llm.batch_openai import OpenAIBatches
 from pathgen.llm.completions import result_from_payload
 from pathgen.runs import queue
 from pathgen.runs.queue import Claimed, Completion
@@ -180,11 +179,15 @@ async def build_lines(
     engine: AsyncEngine,
     base: Resources,
     items: list[Claimed],
-    line: Callable[[str, ChatRequest], dict[str, Any]] = OpenAIBatches.line,
+    line: Callable[[str, ChatRequest], dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """The batch input lines of ``items`` (held under their lease; ``line`` writes one in
     the provider's format, OpenAI's by default), and how many items were completed at
     once instead (an output made with the same settings exists)."""
+    if line is None:  # the SDK loads only when batch files are made
+        from pathgen.llm.batch_openai import OpenAIBatches
+
+        line = OpenAIBatches.line
     res = _WithClient(base, _RecordingClient())
     lines: list[dict[str, Any]] = []
     reused = 0

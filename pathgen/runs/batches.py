@@ -35,14 +35,12 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pathgen.errors import ConfigError, LLMError
-from pathgen.llm.batch_mistral import MistralBatches
-from pathgen.llm.batch_openai import MAX_BYTES, MAX_REQUESTS, OpenAIBatches
 from pathgen.runs import queue
 from pathgen.runs.batch_files import build_lines, import_lines, release_missing
 from pathgen.runs.budget import Budget
@@ -52,6 +50,10 @@ from pathgen.settings import Settings, StageSettings
 from pathgen.store.engine import read_scope, session_scope
 from pathgen.store.models import LLMBatch, WorkItem, utcnow
 from pathgen.types import PIPELINE_STAGES
+
+if TYPE_CHECKING:  # the SDKs load only when a batch stage runs (``pathgen tile`` needs none)
+    from pathgen.llm.batch_mistral import MistralBatches
+    from pathgen.llm.batch_openai import OpenAIBatches
 
 log = logging.getLogger("pathgen.batches")
 
@@ -72,6 +74,9 @@ def batch_stages(settings: Settings) -> list[str]:
 
 def batch_api(cfg: StageSettings) -> OpenAIBatches | MistralBatches:
     """The Batch API client of a stage's provider."""
+    from pathgen.llm.batch_mistral import MistralBatches
+    from pathgen.llm.batch_openai import OpenAIBatches
+
     if cfg.provider == "mistral":
         return MistralBatches(model=cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env)
     if cfg.provider != "openai":
@@ -160,6 +165,8 @@ class BatchDriver:
 
     async def _due(self, stage: str) -> int:
         """How many queued items of ``stage`` to send now (0: wait for more)."""
+        from pathgen.llm.batch_openai import MAX_REQUESTS
+
         counts = await queue.counts(self.engine, self.run_id)
         queued = counts.get(stage, {}).get("queued", 0)
         if not queued:
@@ -181,6 +188,8 @@ class BatchDriver:
         return queued if waited >= self._cfg(stage).batch_wait_s else 0
 
     async def _new_batch(self, stage: str, queued: int) -> None:
+        from pathgen.llm.batch_openai import MAX_REQUESTS
+
         limit = min(queued, MAX_REQUESTS)
         if self.budget is not None:
             limit = await self.budget.allow(stage, limit)
@@ -242,6 +251,8 @@ class BatchDriver:
 
     async def _send(self, row: LLMBatch) -> None:
         """Upload (``prepared``) and create (``uploaded``) the batch, recording each step."""
+        from pathgen.llm.batch_openai import MAX_BYTES
+
         api = self._api(row.stage)
         if row.state == "prepared":
             items = await self._held(row)

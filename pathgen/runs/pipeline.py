@@ -44,7 +44,7 @@ from pathgen.runs.handlers.instruct import (
     queue_missing_instruct,
 )
 from pathgen.runs.handlers.select import handle_select
-from pathgen.runs.handlers.tile import handle_tile
+from pathgen.runs.handlers.tile import COMMIT_WAIT_S, PREFETCH, handle_tile, read_slides
 from pathgen.runs.manifest import SlideEntry
 from pathgen.runs.outcome import Outcome, run_outcome
 from pathgen.runs.owner import new_owner, reclaim_dead_local_leases
@@ -63,15 +63,15 @@ from pathgen.types import PIPELINE_STAGES
 log = logging.getLogger("pathgen.run")
 
 Handler = Callable[[Claimed, Resources], Awaitable[Completion]]
-#: Caption handlers also get their item's entry of the batch read (:func:`prepare_batch`).
-CaptionHandler = Callable[[Claimed, Resources, Any], Awaitable[Completion]]
+#: Caption handlers also get their item's entry of the batch read (:func:`prepare_batch`),
+#: the tile handler what its claim read (:func:`read_slides`).
+InputsHandler = Callable[[Claimed, Resources, Any], Awaitable[Completion]]
 HANDLERS: dict[str, Handler] = {
-    "tile": handle_tile,
     "embed": handle_embed,
     "select": handle_select,
     "instruct": handle_instruct,
 }
-CAPTION_HANDLERS: dict[str, CaptionHandler] = {
+CAPTION_HANDLERS: dict[str, InputsHandler] = {
     "describe": handle_describe,
     "fuse": handle_fuse,
     "degrade": handle_degrade,
@@ -92,7 +92,7 @@ def stage_concurrency(settings: Settings, stage: str, override: int | None = Non
 def build_handlers(
     resources: RunResources, stages: Sequence[str], concurrency: int | None = None
 ) -> list[StageHandler]:
-    unknown = [s for s in stages if s not in HANDLERS and s not in CAPTION_HANDLERS]
+    unknown = [s for s in stages if s not in (*HANDLERS, *CAPTION_HANDLERS, "tile")]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(PIPELINE_STAGES)}")
     ordered = [s for s in PIPELINE_STAGES if s in stages]
@@ -100,8 +100,14 @@ def build_handlers(
     handlers = []
     for s in ordered:
         limit = 0 if s in batched else stage_concurrency(resources.settings, s, concurrency)
-        if s in CAPTION_HANDLERS:
-            handle = partial(_dispatch_caption, CAPTION_HANDLERS[s], resources)
+        if s == "tile":
+            handle = partial(_dispatch_with_inputs, handle_tile, resources)
+            tile = StageHandler(
+                s, limit, handle, read=read_slides, prefetch=PREFETCH, commit_wait_s=COMMIT_WAIT_S
+            )
+            handlers.append(tile)
+        elif s in CAPTION_HANDLERS:
+            handle = partial(_dispatch_with_inputs, CAPTION_HANDLERS[s], resources)
             prepare = partial(_prepare, resources)
             handlers.append(StageHandler(s, limit, handle, prepare))
         else:
@@ -120,8 +126,8 @@ async def _dispatch(
     return await handler(item, await _resources(resources, item))
 
 
-async def _dispatch_caption(
-    handler: CaptionHandler, resources: RunResources, item: Claimed, inputs: Any
+async def _dispatch_with_inputs(
+    handler: InputsHandler, resources: RunResources, item: Claimed, inputs: Any
 ) -> Completion:
     return await handler(item, await _resources(resources, item), inputs)
 

@@ -160,12 +160,11 @@ def _organ_notes(entries: Sequence[SlideEntry], default_organ: str | None) -> li
     not know: those slides are selected with the generic prompts only."""
     from pathgen.promptlib import GENERIC, load_library, resolve_organ
 
+    organs = [organ for organ in (e.organ or default_organ for e in entries) if organ]
+    if not organs:  # nothing to look up: the library (0.6 s to load) is not needed
+        return []
     library = load_library()
-    unknown = Counter(
-        organ
-        for organ in (e.organ or default_organ for e in entries)
-        if organ and resolve_organ(organ, library) is None
-    )
+    unknown = Counter(organ for organ in organs if resolve_organ(organ, library) is None)
     if not unknown:
         return []
     listed = ", ".join(f"{o!r} ({n} slide(s))" for o, n in sorted(unknown.items()))

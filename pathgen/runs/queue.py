@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from pathgen.store.bulk import Rows, write_rows
 from pathgen.store.engine import read_scope, session_scope
 from pathgen.store.models import WorkItem, utcnow
 from pathgen.store.outage import rides_out_outages
@@ -53,6 +54,12 @@ class Claimed:
     #: The lease token: the worker's id plus a nonce per claim, so a worker whose lease ran
     #: out and who claimed the item again cannot complete it twice.
     owner: str
+    #: What the claim's ``read`` found for this item (None without one).
+    inputs: Any = field(default=None, compare=False, repr=False)
+
+
+#: Reads, in the claim's transaction, what claimed items need: ``{item id: inputs}``.
+ClaimRead = Callable[[AsyncSession, Sequence[Claimed]], Awaitable[Mapping[int, Any]]]
 
 
 @dataclass
@@ -68,6 +75,8 @@ class Completion:
     new_output: bool = True
     #: Caption revisions to insert: those of a whole completion batch go in one statement.
     revisions: list[NewRevision] = field(default_factory=list)
+    #: Rows to write (after ``persist``): one statement per batch for each statement.
+    rows: list[Rows] = field(default_factory=list)
 
 
 def _insert_for(session: AsyncSession) -> Any:
@@ -184,9 +193,11 @@ async def claim(
     run_id: str | None = None,
     lease_s: float = 120.0,
     exclude_runs: Sequence[str] = (),
+    read: ClaimRead | None = None,
 ) -> list[Claimed]:
     """Lease up to ``limit`` items of ``stages`` (expired leases are reclaimed automatically),
-    not of the runs in ``exclude_runs``."""
+    not of the runs in ``exclude_runs``; ``read`` fills each item's ``inputs`` in the same
+    transaction."""
     if limit <= 0 or not stages:
         return []
     now = utcnow()
@@ -222,15 +233,26 @@ async def claim(
         rows = (await session.execute(stmt)).all()
         if not rows:  # nothing claimable: park items whose last lease ran out
             await _park_exhausted(session, run_id, now)
-    return sorted(
-        (
-            Claimed(
-                r.id, r.run_id, r.stage, r.key, r.payload or {}, r.attempts, r.max_attempts, lease
-            )
-            for r in rows
-        ),
-        key=lambda c: c.id,
-    )
+        items = sorted(
+            (
+                Claimed(
+                    r.id,
+                    r.run_id,
+                    r.stage,
+                    r.key,
+                    r.payload or {},
+                    r.attempts,
+                    r.max_attempts,
+                    lease,
+                )
+                for r in rows
+            ),
+            key=lambda c: c.id,
+        )
+        if read is not None and items:
+            found = await read(session, items)
+            items = [replace(c, inputs=found.get(c.id)) for c in items]
+    return items
 
 
 def _held(item: Claimed) -> Any:
@@ -254,37 +276,12 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
         "last_error": None,
     }
     async with session_scope(engine) as session:
-        won: set[tuple[int, str]] = set()
-        plain = [c for c in completions if c.result is None]
-        ids = [c.item.id for c in plain]
-        if plain and len(set(ids)) == len(ids):  # one statement for the batch (Core)
-            table = WorkItem.__table__
-            res = await session.execute(
-                update(table)
-                .where(
-                    tuple_(table.c.id, table.c.lease_owner).in_(
-                        [(c.item.id, c.item.owner) for c in plain]
-                    ),
-                    table.c.status == "leased",
-                )
-                .values(**values)
-                .returning(table.c.id)
-            )
-            done = set(res.scalars())
-            won.update((c.item.id, c.item.owner) for c in plain if c.item.id in done)
-            plain = []
-        for c in [*plain, *(c for c in completions if c.result is not None)]:
-            extra = {"result": c.result} if c.result is not None else {}
-            res = await session.execute(
-                update(WorkItem)
-                .where(_held(c.item))
-                .values(**values, **extra)
-                .returning(WorkItem.id)
-            )
-            won.update((item_id, c.item.owner) for item_id in res.scalars())
+        won = await _mark_done(session, completions, values)
         follow: dict[tuple[str, bool], list[NewWork]] = {}
         persisted: set[tuple[int, str]] = set()
         revisions: list[NewRevision] = []
+        results: list[dict[str, Any]] = []
+        rows: list[Rows] = []
         for c in completions:
             key = (c.item.id, c.item.owner)
             if key not in won or key in persisted:
@@ -292,8 +289,14 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
             persisted.add(key)
             if c.persist is not None:
                 await c.persist(session)
+            if c.result is not None:
+                results.append({"b_id": c.item.id, "result": c.result})
+            rows += c.rows
             revisions += c.revisions
             follow.setdefault((c.item.run_id, c.new_output), []).extend(c.follow_up)
+        if results:  # the items are ours now (marked done above): no fencing needed
+            await session.execute(_SET_RESULT, results)
+        await write_rows(session, rows)
         await add_revisions(session, revisions)
         for (run_id, new_output), work in follow.items():
             await enqueue(
@@ -304,6 +307,39 @@ async def complete(engine: AsyncEngine, completions: Sequence[Completion]) -> li
                 requeue_finished=new_output,
             )
     return [(c.item.id, c.item.owner) in won for c in completions]
+
+
+_items = WorkItem.__table__
+_SET_RESULT = update(_items).where(_items.c.id == bindparam("b_id"))
+
+
+async def _mark_done(
+    session: AsyncSession, completions: Sequence[Completion], values: dict[str, Any]
+) -> set[tuple[int, str]]:
+    """Mark the completions' items done where their lease is still held; returns the
+    ``(id, lease)`` of those."""
+    ids = [c.item.id for c in completions]
+    if len(set(ids)) == len(ids):  # one statement for the batch (Core: less CPU per call)
+        res = await session.execute(
+            update(_items)
+            .where(
+                tuple_(_items.c.id, _items.c.lease_owner).in_(
+                    [(c.item.id, c.item.owner) for c in completions]
+                ),
+                _items.c.status == "leased",
+            )
+            .values(**values)
+            .returning(_items.c.id)
+        )
+        done = set(res.scalars())
+        return {(c.item.id, c.item.owner) for c in completions if c.item.id in done}
+    won: set[tuple[int, str]] = set()
+    for c in completions:  # the same item twice (two leases): each under its own fence
+        res = await session.execute(
+            update(WorkItem).where(_held(c.item)).values(**values).returning(WorkItem.id)
+        )
+        won.update((item_id, c.item.owner) for item_id in res.scalars())
+    return won
 
 
 def backoff_s(attempt: int, base: float = 2.0, cap: float = 300.0) -> float:

@@ -177,10 +177,10 @@ class RunResources:
         self._lock = asyncio.Lock()
 
     async def _stored_config(self, run_id: str) -> dict[str, Any] | None:
-        from pathgen.store.engine import session_scope
+        from pathgen.store.engine import read_scope
         from pathgen.store.models import Run
 
-        async with session_scope(self.engine) as session:
+        async with read_scope(self.engine) as session:
             run = await session.get(Run, run_id)
         return run.config if run is not None and run.config else None
 

@@ -82,12 +82,27 @@ class StageHandler:
 
     ``prepare`` (optional) reads what a claimed batch needs in one go; each item's
     ``handle`` then gets its own entry of the mapping it returned (``None`` without one).
+    ``read`` (optional) does the same inside the claim's own transaction (no read of
+    its own: for a short, indexed read, as the claim holds SQLite's write lock).
+    ``prefetch`` items are claimed beyond ``concurrency`` and wait their turn here (under
+    lease, their attempt counted by the claim), so a stage whose items are quick is not
+    one claim transaction per item; with
+    ``commit_wait_s`` their completions share transactions too.
     """
 
     stage: str
     concurrency: int
     handle: Callable[[Claimed, Any], Awaitable[Completion]]
     prepare: Callable[[Sequence[Claimed]], Awaitable[Mapping[int, Any]]] | None = None
+    read: queue.ClaimRead | None = None
+    prefetch: int = 0
+    #: How long a finished item may wait for others to join its completion transaction.
+    commit_wait_s: float = 0.0
+
+    @property
+    def capacity(self) -> int:
+        """Items this stage holds at most: running plus waiting their turn."""
+        return self.concurrency + self.prefetch if self.concurrency > 0 else 0
 
 
 @dataclass
@@ -121,8 +136,9 @@ def _retryable(exc: BaseException) -> bool:
 class _CompletionBuffer:
     """Collects completions and commits them in batches; ``add`` returns once committed.
 
-    A batch is committed when it is full, when ``interval`` has passed, or when the worker
-    calls :meth:`kick` (nothing else can join the batch).
+    A batch is committed when it is full, at the first tick (every ``interval``) after
+    the completions' ``wait_s`` has passed, or when the worker calls :meth:`kick`
+    (nothing else can join the batch).
     """
 
     def __init__(
@@ -132,16 +148,23 @@ class _CompletionBuffer:
         self._batch = batch
         self._interval = interval
         self._pending: list[tuple[Completion, asyncio.Future[bool]]] = []
+        #: Loop time when the first of the waiting completions wants its commit.
+        self._due = float("inf")
         self._kick = asyncio.Event()
         #: Batches committed at the same time (a database round trip waits for the event
         #: loop: a second transaction in flight keeps commits from queueing behind it).
         self._slots = asyncio.Semaphore(parallel)
 
-    async def add(self, completion: Completion) -> bool:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async def add(self, completion: Completion, wait_s: float = 0.0) -> bool:
+        """Commit ``completion`` with others; it waits up to ``wait_s`` (and the next
+        tick) for more to join its transaction. True when committed, False when the
+        lease was lost."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
         self._pending.append((completion, fut))
+        self._due = min(self._due, loop.time() + wait_s)
         if len(self._pending) >= self._batch:
-            self._kick.set()
+            self.kick()
         return await fut
 
     @property
@@ -151,9 +174,11 @@ class _CompletionBuffer:
 
     def kick(self) -> None:
         """Commit what is waiting now."""
+        self._due = float("-inf")
         self._kick.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         commits: set[asyncio.Task[None]] = set()
         while True:
             if stop.is_set() and not self._pending:
@@ -164,6 +189,9 @@ class _CompletionBuffer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self._interval)
             self._kick.clear()
+            if loop.time() < self._due and not stop.is_set():
+                continue
+            self._due = float("inf")
             while self._pending:
                 await self._slots.acquire()
                 batch, self._pending = self._pending[: self._batch], self._pending[self._batch :]
@@ -179,7 +207,7 @@ class _CompletionBuffer:
                 if len(batch) > 1:  # isolate the item whose results cannot be written
                     self._pending[:0] = [(c, f) for c, f in batch[1:]]
                     batch = batch[:1]
-                    self._kick.set()
+                    self.kick()
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
@@ -225,8 +253,13 @@ class Worker:
         self.stop = stop or asyncio.Event()
         self.stats = WorkerStats()
         self._inflight: dict[asyncio.Task[None], Claimed] = {}
-        #: Items per stage whose handler runs (an item being committed no longer counts).
+        #: Items per stage claimed and not yet handled: running or waiting their turn (an
+        #: item being committed no longer counts).
         self._busy: dict[str, int] = dict.fromkeys(self.handlers, 0)
+        #: Handler calls per stage at a time (``concurrency``; prefetched items wait).
+        self._turns = {
+            h.stage: asyncio.Semaphore(max(1, h.concurrency)) for h in self.handlers.values()
+        }
         #: A stage whose last claim found less than it asked for is not asked again
         #: before this time, unless a completion here queued work for it.
         self._idle_until: dict[str, float] = dict.fromkeys(self.handlers, 0.0)
@@ -238,20 +271,21 @@ class Worker:
         return [run for run, st in self._paused if st == stage]
 
     def _free(self, stage: str) -> int:
-        return self.handlers[stage].concurrency - self._busy[stage]
+        return self.handlers[stage].capacity - self._busy[stage]
 
     def _wants_claim(self, stage: str, now: float) -> int:
         """How many items to claim for ``stage`` now (0: not now).
 
         A claim is a transaction: a busy stage refills in steps of 1/16 of its limit
-        rather than one item per returned call.
+        (of its prefetch, if larger) rather than one item per returned call.
         """
         free = self._free(stage)
         if free <= 0 or now < self._idle_until[stage]:
             return 0
         if self.run_id is not None and (self.run_id, stage) in self._paused:
             return 0
-        step = max(1, self.handlers[stage].concurrency // 16)
+        handler = self.handlers[stage]
+        step = max(1, handler.capacity // 16, handler.prefetch)
         return free if free >= step or self._busy[stage] == 0 else 0
 
     async def run(self) -> WorkerStats:
@@ -268,6 +302,7 @@ class Worker:
             await self._drain()
         finally:
             buffer_stop.set()
+            buffer.kick()  # it ends now, not at its next tick
             await side[0]
             for task in side[1:]:
                 task.cancel()
@@ -322,6 +357,7 @@ class Worker:
                     run_id=self.run_id,
                     lease_s=self.lease_s,
                     exclude_runs=self._paused_runs(stage),
+                    read=self.handlers[stage].read,
                 )
                 if len(items) < want:
                     self._idle_until[stage] = loop.time() + self.poll_s
@@ -361,19 +397,24 @@ class Worker:
     ) -> None:
         task = asyncio.current_task()
         handler = self.handlers[item.stage]
+        turn = self._turns[item.stage]
         running = True
         try:
-            inputs = None
-            if prepared is not None:
-                try:
-                    inputs = (await prepared).get(item.id)
-                except Exception as exc:  # noqa: BLE001 - the handler reads for itself
-                    log.warning("batch read for %s failed: %s", item.stage, exc)
-            completion = await handler.handle(item, inputs)
+            async with turn:  # a prefetched item waits for a running one to return
+                if self.stop.is_set():  # stopping: not started, so given back unspent
+                    self.stats.released += await queue.release(self.engine, [item])
+                    return
+                inputs = item.inputs
+                if prepared is not None:
+                    try:
+                        inputs = (await prepared).get(item.id)
+                    except Exception as exc:  # noqa: BLE001 - the handler reads for itself
+                        log.warning("batch read for %s failed: %s", item.stage, exc)
+                completion = await handler.handle(item, inputs)
             running = False
             self._busy[item.stage] -= 1
             self._wake.set()  # the next item can start while this one commits
-            if await buffer.add(completion):
+            if await buffer.add(completion, handler.commit_wait_s):
                 self.stats.done += 1
                 self.stats.by_stage[item.stage] = self.stats.by_stage.get(item.stage, 0) + 1
                 for work in completion.follow_up:  # new work here: claim it now

@@ -12,8 +12,8 @@ Every stage reads slides through one interface, :class:`SlideReader` (see
   ``dimensions`` / ``width`` / ``height``, ``level_count``, ``level_dimensions``,
   ``level_downsamples``, ``properties``, ``bounds`` (scanned area), ``resolutions``
   (µm/px the file records), ``read_region(x, y, level, (w, h))`` (an RGBA PIL image,
-  level-0 coordinates, outside the image transparent), ``cache_rows(level, rows)`` and
-  ``close()``.
+  level-0 coordinates, outside the image transparent), ``read_rgba`` (the same pixels
+  as an RGBA array), ``cache_rows(level, rows)`` and ``close()``.
 * ``read_tile(reader, x, y, size_l0, out_px)`` → an RGB tile; ``thumbnail(reader,
   max_px)`` → an RGB overview read strip by strip; ``level_at_or_finer(reader, ds)``
   picks the level to read a resolution from.

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 from PIL import Image
 
 #: Relative tolerance when choosing a pyramid level "at or finer than" a resolution.
@@ -83,6 +84,11 @@ class SlideReader(Protocol):
         Raises :class:`~pathgen.errors.SlideError` (reason ``corrupt``) when the pixels
         cannot be decoded.
         """
+        ...
+
+    def read_rgba(self, x: int, y: int, level: int, size: tuple[int, int]) -> np.ndarray:
+        """The pixels of :meth:`read_region` as an RGBA uint8 ``(h, w, 4)`` array, without
+        a PIL image in between."""
         ...
 
     def cache_rows(self, level: int, rows: int) -> None:

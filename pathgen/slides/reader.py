@@ -77,15 +77,14 @@ def read_lowres(reader: SlideReader, out_w: int, out_h: int) -> np.ndarray:
     lw, lh = reader.level_dimensions[level]
     ds = reader.level_downsamples[level]
     if (lw, lh) == (out_w, out_h) and lw * lh <= STRIP_PIXELS:
-        return _rgb(np.asarray(reader.read_region(0, 0, level, (lw, lh))))
+        return _rgb(reader.read_rgba(0, 0, level, (lw, lh)))
     out = np.empty((out_h, out_w, 3), np.uint8)
     rows_per_strip = max(1, min(out_h, int(STRIP_PIXELS // max(1, lw) * out_h / lh)))
     for r0 in range(0, out_h, rows_per_strip):
         r1 = min(out_h, r0 + rows_per_strip)
         y0 = int(np.floor(r0 * lh / out_h))
         y1 = min(lh, max(y0 + 1, int(np.ceil(r1 * lh / out_h))))
-        region = reader.read_region(0, round(y0 * ds), level, (lw, y1 - y0))
-        rgb = _rgb(np.asarray(region))
+        rgb = _rgb(reader.read_rgba(0, round(y0 * ds), level, (lw, y1 - y0)))
         out[r0:r1] = cv2.resize(rgb, (out_w, r1 - r0), interpolation=cv2.INTER_AREA)
     return out
 

@@ -10,19 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pathgen.errors import SlideError
 from pathgen.runs.queue import Claimed, Completion, NewWork
 from pathgen.runs.resources import Resources
 from pathgen.runs.worker import StageFailed
-from pathgen.store.engine import read_scope
+from pathgen.store.bulk import Rows
 from pathgen.store.models import RunSlide, Slide, Tile, utcnow
-from pathgen.store.tiles import insert_tiles
+from pathgen.store.tiles import tile_rows
 
 if TYPE_CHECKING:
     from pathgen.settings import TilingSettings
@@ -38,23 +39,53 @@ def _same_manifest_mpp(slide: Slide, manifest_mpp: float | None) -> bool:
     return math.isclose(slide.mpp or 0.0, manifest_mpp, rel_tol=1e-6)
 
 
-async def handle_tile(item: Claimed, res: Resources) -> Completion:
+_slides = Slide.__table__
+#: A tiled slide's row (the rows of a completion batch in one statement).
+_SLIDE_TILED = update(_slides).where(_slides.c.id == bindparam("b_id"))
+
+#: Slides a worker claims beyond those it is tiling: one claim transaction (which also
+#: reads their rows, :func:`read_slides`) serves several slides. Their attempt counts from
+#: the claim: a worker that dies (killed, out of memory) costs them one too.
+PREFETCH = 8
+#: How long a tiled slide waits for others to join its completion transaction (its rows,
+#: tiles and follow-up go in with theirs: one transaction for several quick slides, while
+#: the commit still overlaps the tiling of the next ones).
+COMMIT_WAIT_S = 0.1
+
+
+async def read_slides(
+    session: AsyncSession, items: Sequence[Claimed]
+) -> dict[int, tuple[Slide, float | None]]:
+    """``{item id: (slide row, the run's manifest mpp)}`` of claimed tile items, in one
+    query (run inside the claim transaction); a slide row that is gone has no entry."""
+    runs = {item.run_id for item in items}
+    rows = await session.execute(
+        select(Slide, RunSlide.run_id, RunSlide.manifest_mpp)
+        .outerjoin(RunSlide, (RunSlide.slide_id == Slide.id) & RunSlide.run_id.in_(runs))
+        .where(Slide.id.in_({int(item.key) for item in items}))
+    )
+    slides: dict[int, Slide] = {}
+    mpps: dict[tuple[str | None, int], float | None] = {}
+    for slide, run_id, manifest_mpp in rows:
+        slides[slide.id] = slide
+        mpps[(run_id, slide.id)] = manifest_mpp
+    return {
+        item.id: (slides[sid], mpps.get((item.run_id, sid)))
+        for item in items
+        if (sid := int(item.key)) in slides
+    }
+
+
+async def handle_tile(
+    item: Claimed, res: Resources, found: tuple[Slide, float | None] | None
+) -> Completion:
+    """Tile the item's slide; ``found`` is what :func:`read_slides` read for it."""
     from pathgen.slides import TilingParams
     from pathgen.slides.fingerprint import fingerprint_slide
 
     slide_id = int(item.key)
     settings = res.settings
     params = TilingParams.from_settings(settings.tiling)
-    async with read_scope(res.engine) as session:
-        found = (
-            await session.execute(
-                select(Slide, RunSlide.manifest_mpp)
-                .outerjoin(
-                    RunSlide, (RunSlide.slide_id == Slide.id) & (RunSlide.run_id == item.run_id)
-                )
-                .where(Slide.id == slide_id)
-            )
-        ).first()
     if found is None:
         raise SlideError(item.key, "missing", "slide row vanished from the database")
     slide, manifest_mpp = found
@@ -111,15 +142,12 @@ async def handle_tile(item: Claimed, res: Resources) -> Completion:
         "tile_count": len(result.tiles),
     }
 
-    async def persist(session: AsyncSession) -> None:
-        await session.execute(
-            update(Slide).where(Slide.id == slide_id).values(**values, updated_at=utcnow())
-        )
-        await insert_tiles(session, slide_id, result.tiles)
-
     return Completion(
         item,
-        persist=persist,
+        rows=[
+            Rows(_SLIDE_TILED, [{"b_id": slide_id, **values, "updated_at": utcnow()}]),
+            tile_rows(res.engine.dialect.name, slide_id, result.tiles),
+        ],
         follow_up=[NewWork("embed", item.key)],
         result={"tiles": len(result.tiles), "failed_reads": result.n_failed},
     )

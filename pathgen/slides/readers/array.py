@@ -55,13 +55,17 @@ class ArrayReader(ReaderBase):
 
     def read_region(self, x: int, y: int, level: int, size: tuple[int, int]) -> Image.Image:
         """RGBA region at ``level`` from level-0 ``(x, y)``; outside the image transparent."""
+        return Image.fromarray(self.read_rgba(x, y, level, size), "RGBA")
+
+    def read_rgba(self, x: int, y: int, level: int, size: tuple[int, int]) -> np.ndarray:
+        """:meth:`read_region` as an RGBA ``(h, w, 4)`` array."""
         ds = self.level_downsamples[level]
         lx, ly = math.floor(x / ds), math.floor(y / ds)
         w, h = size
         lw, lh = self.level_dimensions[level]
         x0, y0, x1, y1 = max(0, lx), max(0, ly), min(lw, lx + w), min(lh, ly + h)
         if x1 <= x0 or y1 <= y0:
-            return Image.new("RGBA", (w, h), (0, 0, 0, 0))
+            return np.zeros((h, w, 4), np.uint8)
         try:
             if level >= self._file_levels:
                 pixels = self._reduced_level()[y0:y1, x0:x1]
@@ -80,7 +84,7 @@ class ArrayReader(ReaderBase):
             out = np.zeros((h, w, 4), np.uint8)
             out[y0 - ly : y1 - ly, x0 - lx : x1 - lx] = pixels
             pixels = out
-        return Image.fromarray(np.ascontiguousarray(pixels), "RGBA")
+        return np.ascontiguousarray(pixels)
 
     def _reduced_level(self) -> np.ndarray:
         with self._reduced_lock:
