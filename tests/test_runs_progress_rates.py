@@ -2,8 +2,9 @@
 
 A worker runs describe-like items through the real client (official SDK, ResilientClient)
 against pathgen.testing's server; while it works, the run's snapshot (what the progress
-table and ``pathgen status`` print) is compared with the server's own counters: items
-leased vs requests in flight, items done per second vs requests per second.
+table and ``pathgen status`` print) is compared with the server's own counters: the calls
+in flight the worker reports (its beats) vs requests in flight, items done per second vs
+requests per second.
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ async def test_status_rate_and_in_flight_match_the_server(engine: AsyncEngine) -
             return Completion(item)
 
         worker = Worker(
-            engine, [StageHandler("describe", LIMIT, handle)], run_id="r", exit_when_idle=True
+            engine,
+            [StageHandler("describe", LIMIT, handle)],
+            run_id="r",
+            exit_when_idle=True,
+            calls=lambda: {("r", "describe"): client.in_flight},
         )
         task = asyncio.create_task(worker.run())
         history: list[dict[str, float]] = []
@@ -64,7 +69,8 @@ async def test_status_rate_and_in_flight_match_the_server(engine: AsyncEngine) -
                 steady = stats["t"] - history[0]["t"] >= WINDOW_S + 1.5  # first answers in
                 if back and steady and stage.queued > LIMIT:
                     rate = (stats["count"] - back[-1]["count"]) / (stats["t"] - back[-1]["t"])
-                    shown.append((stage.in_flight, stage.rate_per_s or 0.0))
+                    assert stage.calls_in_flight is not None  # the worker's beat
+                    shown.append((stage.calls_in_flight, stage.rate_per_s or 0.0))
                     server.append((stats["in_flight"], rate))
                 await asyncio.sleep(0.5)
             stats = await task

@@ -140,8 +140,8 @@ class _State:
             self.model_peak[model] = max(self.model_peak.get(model, 0), n)
 
     def stats(self) -> dict[str, Any]:
-        """Received requests, requests in flight now, in-flight seconds so far, and the
-        most requests in flight at once per model (``peak``)."""
+        """Received requests, requests in flight now, in-flight seconds so far, and per
+        model the requests in flight now (``by_model``) and the most at once (``peak``)."""
         self.track(0)
         return {
             "count": len(self.log),
@@ -149,6 +149,7 @@ class _State:
             "in_flight_s": self.in_flight_s,
             "t": time.monotonic(),
             "peak": dict(self.model_peak),
+            "by_model": {m: n for m, n in self.model_in_flight.items() if n},
         }
 
 
@@ -437,7 +438,8 @@ class MockServer:
 
     def stats(self) -> dict[str, Any]:
         """``count`` received, ``in_flight`` now, ``in_flight_s`` (its integral), server
-        ``t``, and ``peak``: the most requests in flight at once per model."""
+        ``t``, and per model the requests in flight now (``by_model``) and the most at once
+        (``peak``)."""
         with urllib.request.urlopen(f"{self.root_url}/_mock/stats", timeout=30) as resp:
             return json.loads(resp.read())
 
