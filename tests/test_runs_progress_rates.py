@@ -79,5 +79,9 @@ async def test_status_rate_and_in_flight_match_the_server(engine: AsyncEngine) -
     assert stats.done == 240 and len(shown) >= 3
     mean = [sum(v) / len(v) for v in zip(*shown, strict=True)]
     seen = [sum(v) / len(v) for v in zip(*server, strict=True)]
-    assert abs(mean[0] / seen[0] - 1) <= 0.10, (mean, seen)  # in flight
+    # In flight: what is shown is the worker's count at its last beat (up to ~1 s old, and
+    # a beat waits for the database like every writer), sampled at other moments than the
+    # server's count: 10 % on a quiet machine (bench_pipeline), 25 % here under a test
+    # suite's load; items leased read about 2x when the worker is busy.
+    assert abs(mean[0] / seen[0] - 1) <= 0.25, (mean, seen)
     assert abs(mean[1] / seen[1] - 1) <= 0.10, (mean, seen)  # calls per second
