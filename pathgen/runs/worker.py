@@ -315,11 +315,14 @@ class Worker:
 
     async def _beats(self, calls: Callable[[], Mapping[tuple[str, str], int]]) -> None:
         """Write this worker's provider calls in flight about every ``beat_s`` seconds."""
-        seen: dict[tuple[str, str], int] = {}
+        seen: set[tuple[str, str]] = set()
+
+        def count() -> dict[tuple[str, str], int]:
+            return dict.fromkeys(seen, 0) | dict(calls())  # a stage that went quiet: 0
+
         while True:
-            seen = dict.fromkeys(seen, 0) | dict(calls())  # a stage that went quiet: 0
             try:
-                await beats.publish(self.engine, self.owner, seen)
+                seen.update(await beats.publish(self.engine, self.owner, count))
             except Exception as exc:  # noqa: BLE001 - a missed beat is written next time
                 log.debug("worker beat failed: %s", exc)
             await asyncio.sleep(self.beat_s)

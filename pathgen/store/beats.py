@@ -6,14 +6,14 @@ stops (:func:`clear`); readers add up the rows updated within ``fresh_s``
 
 Example::
 
-    await publish(engine, owner, {("run-1", "describe"): 250})
+    await publish(engine, owner, lambda: {("run-1", "describe"): 250})
     async with read_scope(engine) as session:
         await calls_in_flight(session, "run-1")  # {"describe": 250}
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
@@ -28,16 +28,22 @@ from pathgen.store.models import WorkerBeat, utcnow
 FRESH_S = 5.0
 
 
-async def publish(engine: AsyncEngine, owner: str, calls: Mapping[tuple[str, str], int]) -> None:
-    """Write ``owner``'s calls in flight per ``(run_id, stage)``."""
-    if not calls:
-        return
-    now = utcnow()
-    rows = [
-        {"owner": owner, "run_id": run, "stage": stage, "calls_in_flight": n, "updated_at": now}
-        for (run, stage), n in calls.items()
-    ]
+async def publish(
+    engine: AsyncEngine, owner: str, count: Callable[[], Mapping[tuple[str, str], int]]
+) -> dict[tuple[str, str], int]:
+    """Write ``owner``'s calls in flight per ``(run_id, stage)``, counted by ``count`` once
+    the transaction holds the write lock (a beat waiting behind other writers does not
+    write an old figure); returns what was written."""
     async with session_scope(engine) as session:
+        await session.connection()  # BEGIN (IMMEDIATE on SQLite): the lock is ours now
+        calls = dict(count())
+        if not calls:
+            return calls
+        now = utcnow()
+        rows = [
+            {"owner": owner, "run_id": run, "stage": stage, "calls_in_flight": n, "updated_at": now}
+            for (run, stage), n in calls.items()
+        ]
         insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
         stmt = insert(WorkerBeat).values(rows)
         await session.execute(
@@ -49,6 +55,7 @@ async def publish(engine: AsyncEngine, owner: str, calls: Mapping[tuple[str, str
                 },
             )
         )
+    return calls
 
 
 async def clear(engine: AsyncEngine, owner: str) -> None:
