@@ -88,6 +88,7 @@ app = typer.Typer(
     help="Build pathology tile/caption datasets from whole-slide images.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
 )
 COMMAND_MODULES = (  # one per line, same order as the import
