@@ -15,7 +15,14 @@ async def test_a_tile_is_read_once_for_all_its_calls_and_the_cache_is_bounded(
 ) -> None:
     path = tmp_path / "s.tiff"
     write_synthetic_slide(path, 2048, 2048, mpp=0.5, seed=3)
-    images = TileImages(SlideCache(max_open=2), threads=2, max_cached=4)
+    slides = SlideCache(max_open=2)
+    sizes = []  # the JPEG bytes of 5 tiles, learnt with an unbounded cache
+    probe = TileImages(slides, threads=2)
+    for i in range(5):
+        sizes.append(len((await probe.get(str(path), 336 * i, 336, 336, 336, max_side=672)).jpeg))
+    probe.close()
+    # Room for tiles 1-4 and not one byte more: reading 0..4 evicts tile 0 only.
+    images = TileImages(slides, threads=2, max_bytes=sum(sizes[1:]))
     loop_thread = threading.get_ident()
     readers: set[int] = set()
     encode = images._encode
@@ -34,6 +41,7 @@ async def test_a_tile_is_read_once_for_all_its_calls_and_the_cache_is_bounded(
         for i in [0, 1, 2, 3, 4, 4, 3, 2, 1]:  # 5 new tiles, then the 4 kept ones again
             await images.get(str(path), 336 * i, 336, 336, 336, max_side=672)
         assert images.reads == 6 and len(images._cache) == 4
+        assert images._bytes == sum(sizes[1:]) <= images.max_bytes
         again = await images.get(str(path), 0, 0, 336, 336, max_side=672)
         assert images.reads == 7 and again.jpeg == same[0].jpeg  # evicted, read again
     finally:

@@ -59,11 +59,12 @@ class Resources:
     @property
     def images(self) -> Any:
         """Tile images for the VLM stages (:class:`pathgen.runs.tile_images.TileImages`):
-        read and encoded once per tile in a bounded thread pool, kept in a bounded cache."""
+        read and encoded once per tile in a bounded thread pool, kept in a cache bounded in
+        bytes."""
         if self._images is None:
             from pathgen.runs.tile_images import TileImages
 
-            self._images = TileImages(self.slides, threads=4, max_cached=1024)
+            self._images = TileImages(self.slides, threads=4)
         return self._images
 
     async def clip(self) -> Any:
