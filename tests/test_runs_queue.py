@@ -184,3 +184,45 @@ async def test_a_batchs_rows_go_in_one_statement_and_only_for_held_leases(engine
         results = dict((await s.execute(select(WorkItem.key, WorkItem.result))).all())
     assert runs == {"xk0", "xk1"}
     assert results == {"k0": {"n": 0}, "k1": {"n": 1}, "k2": None}
+
+
+async def test_items_a_dead_worker_held_are_claimed_alone_so_one_poison_item_parks_alone(
+    engine,
+) -> None:
+    """A slide that kills its worker every time, claimed ahead with 7 others: after the first
+    crash each of the 8 gets a claim of its own, so the 7 finish on their second attempt and
+    only the poison one is parked."""
+    await _run_with_items(engine, 8, stage="tile")
+    await _run_more(engine, 4)  # never leased: claimed in batches once the suspects are done
+    batches: list[list[str]] = []
+
+    async def crash(items: list) -> None:  # the worker dies: its leases run out
+        async with session_scope(engine) as s:
+            await s.execute(
+                update(WorkItem)
+                .where(WorkItem.id.in_([i.id for i in items]))
+                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+            )
+
+    while items := await queue.claim(engine, owner="w", stages=["tile"], limit=8, run_id="r"):
+        batches.append([i.key for i in items])
+        if any(i.key == "k3" for i in items):
+            await crash(items)
+        else:
+            assert all(await queue.complete(engine, [Completion(i) for i in items]))
+    await queue.claim(engine, owner="w", stages=["tile"], limit=8, run_id="r")  # parks k3
+    assert batches[0] == [f"k{i}" for i in range(8)]  # the first claim: 8 ahead, k3 among them
+    # Then each suspect alone (k3 twice more: it is the first claimable each time), then
+    # batches again.
+    alone = [["k0"], ["k1"], ["k2"], ["k3"], ["k3"], ["k4"], ["k5"], ["k6"], ["k7"]]
+    assert batches[1:] == [*alone, ["m0", "m1", "m2", "m3"]]
+    async with session_scope(engine) as s:
+        rows = dict((await s.execute(select(WorkItem.key, WorkItem.attempts))).all())
+        status = dict((await s.execute(select(WorkItem.key, WorkItem.status))).all())
+    assert {k: v for k, v in status.items() if v != "done"} == {"k3": "failed"}  # parked
+    assert rows["k3"] == 3 and all(rows[f"k{i}"] == 2 for i in range(8) if i != 3)
+
+
+async def _run_more(engine, n: int) -> None:
+    async with session_scope(engine) as s:
+        await queue.enqueue(s, "r", [NewWork("tile", f"m{i}") for i in range(n)])

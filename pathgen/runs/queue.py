@@ -197,7 +197,12 @@ async def claim(
 ) -> list[Claimed]:
     """Lease up to ``limit`` items of ``stages`` (expired leases are reclaimed automatically),
     not of the runs in ``exclude_runs``; ``read`` fills each item's ``inputs`` in the same
-    transaction."""
+    transaction.
+
+    An item whose lease ran out (its worker died holding it) is claimed alone: one of the
+    items a dead worker held may be what killed it, and the others should not share its
+    fate again. Once each has had a turn of its own, batches resume.
+    """
     if limit <= 0 or not stages:
         return []
     now = utcnow()
@@ -206,12 +211,15 @@ async def claim(
         cond = _claimable(run_id, stages, now)
         if exclude_runs:
             cond = and_(cond, WorkItem.run_id.not_in(list(exclude_runs)))
-        ids = select(WorkItem.id).where(cond).order_by(WorkItem.id).limit(limit)
+        candidates = (
+            select(WorkItem.id, WorkItem.status).where(cond).order_by(WorkItem.id).limit(limit)
+        )
         if session.bind.dialect.name == "postgresql":
-            ids = ids.with_for_update(skip_locked=True)
+            candidates = candidates.with_for_update(skip_locked=True)
+        ids = _alone_if_suspect((await session.execute(candidates)).all())
         stmt = (
             update(WorkItem)
-            .where(WorkItem.id.in_(ids.scalar_subquery()))
+            .where(WorkItem.id.in_(ids))
             .values(
                 status="leased",
                 lease_owner=lease,
@@ -230,7 +238,7 @@ async def claim(
                 WorkItem.max_attempts,
             )
         )
-        rows = (await session.execute(stmt)).all()
+        rows = (await session.execute(stmt)).all() if ids else []
         if not rows:  # nothing claimable: park items whose last lease ran out
             await _park_exhausted(session, run_id, now)
         items = sorted(
@@ -253,6 +261,19 @@ async def claim(
             found = await read(session, items)
             items = [replace(c, inputs=found.get(c.id)) for c in items]
     return items
+
+
+def _alone_if_suspect(candidates: Sequence[Any]) -> list[int]:
+    """The ids to lease from ``candidates`` (id order): the first alone if its lease ran out
+    (status still ``leased``), else those before the first such item."""
+    if candidates and candidates[0].status == "leased":
+        return [candidates[0].id]
+    ids = []
+    for row in candidates:
+        if row.status == "leased":
+            break
+        ids.append(row.id)
+    return ids
 
 
 def _held(item: Claimed) -> Any:
