@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -111,8 +112,11 @@ def _online_config(template: Path, work: Path, db_url: str, base_url: str, limit
 
 @pytest.mark.slow
 async def test_run_in_two_processes_holds_limits_and_persists_each_call_once(
-    template: Path, tmp_path: Path, db_url: str
+    template: Path, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    temp = tmp_path / "temp"  # where the processes' shared tile folder is made
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     with run_mock_server(latency=0.3, jitter=0.5, keep_bodies=False) as srv:
         config = _online_config(template, tmp_path, db_url, srv.base_url, limit=6)
         settings = settings_for(config)
@@ -121,6 +125,7 @@ async def test_run_in_two_processes_holds_limits_and_persists_each_call_once(
         )
         stats = srv.stats()
     assert summary.outcome.code == ExitCode.OK, summary.outcome
+    assert list(temp.iterdir()) == []  # the shared tile folder went with the run
     assert summary.helpers.done > 0, "the helper process took no work"
     assert summary.helpers.by_stage.keys() <= {"describe", "revise"}
     assert summary.stats.done >= summary.helpers.done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from pathlib import Path
 
@@ -46,3 +47,29 @@ async def test_a_tile_is_read_once_for_all_its_calls_and_the_cache_is_bounded(
         assert images.reads == 7 and again.jpeg == same[0].jpeg  # evicted, read again
     finally:
         images.close()
+
+
+async def test_processes_of_a_run_share_encoded_tiles_through_a_folder(tmp_path: Path) -> None:
+    """What one process encoded another finds in the shared folder instead of reading the
+    slide; each deletes the oldest files it wrote beyond its bound."""
+    path = tmp_path / "s.tiff"
+    write_synthetic_slide(path, 2048, 2048, mpp=0.5, seed=4)
+    shared = tmp_path / "tiles"
+    shared.mkdir()
+    first = TileImages(SlideCache(max_open=2), threads=2, shared_dir=shared)
+    second = TileImages(SlideCache(max_open=2), threads=2, shared_dir=shared)
+    try:
+        made = await first.get(str(path), 0, 0, 336, 336, max_side=672)
+        found = await second.get(str(path), 0, 0, 336, 336, max_side=672)
+        assert (first.reads, second.reads, second.shared_hits) == (1, 0, 1)
+        assert found.jpeg == made.jpeg
+        assert [f.suffix for f in shared.iterdir()] == [".jpg"]  # no temporary file left
+        first.max_bytes = len(made.jpeg)  # room for one tile: the older file goes
+        await first.get(str(path), 336, 0, 336, 336, max_side=672)
+        assert len(list(shared.iterdir())) == 1 and first.reads == 2
+        shutil.rmtree(shared)  # the run ended under a slow call: the part still comes back
+        late = await second.get(str(path), 672, 0, 336, 336, max_side=672)
+        assert late.jpeg[:2] == b"\xff\xd8" and second.reads == 1
+    finally:
+        first.close()
+        second.close()

@@ -2,7 +2,8 @@
 
 Started by :class:`pathgen.runs.caption_processes.CaptionProcesses` as
 ``python -m pathgen.workers.caption_process``. The first line on stdin is a JSON object
-(``settings``, ``run_id``, ``stages``, ``part`` = [index, count], ``grace_s``); stdin
+(``settings``, ``run_id``, ``stages``, ``part`` = [index, count], ``grace_s``,
+``images_dir``: the folder where the run's processes share encoded tiles); stdin
 then stays open, and its end (the parent stopped it, or died) stops this worker: in-flight
 calls finish, leftovers are released. The last line on stdout is the worker's
 :class:`~pathgen.runs.worker.WorkerStats` as JSON. SIGINT/SIGTERM stop it the same way.
@@ -15,6 +16,7 @@ import dataclasses
 import json
 import sys
 import threading
+from pathlib import Path
 
 from pathgen.runs.pipeline import run_worker
 from pathgen.settings import Settings
@@ -41,6 +43,7 @@ async def _work(stop: asyncio.Event, order: dict) -> str:
         stop=stop,
         grace_s=order["grace_s"],
         part=(index, count),
+        images_dir=Path(order["images_dir"]) if order.get("images_dir") else None,
     )
     return json.dumps(dataclasses.asdict(summary.stats))
 

@@ -10,7 +10,9 @@ once and the run goes on with fewer processes.
 
 Example::
 
-    helpers = CaptionProcesses(engine, settings, run_id, ["describe", "revise"], count=2)
+    helpers = CaptionProcesses(
+        engine, settings, run_id, ["describe", "revise"], count=2, images_dir=Path("tiles")
+    )
     await helpers.start()
     ...  # run this process's worker
     stats = await helpers.stop()
@@ -24,6 +26,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -48,6 +51,7 @@ class CaptionProcesses:
         *,
         count: int,
         grace_s: float = 30.0,
+        images_dir: Path | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -55,6 +59,7 @@ class CaptionProcesses:
         self.stages = list(stages)
         self.count = count
         self.grace_s = grace_s
+        self.images_dir = images_dir
         self._procs: list[asyncio.subprocess.Process] = []
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
@@ -68,6 +73,7 @@ class CaptionProcesses:
                 "stages": self.stages,
                 "part": [index, self.count],
                 "grace_s": self.grace_s,
+                "images_dir": str(self.images_dir) if self.images_dir else None,
             }
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -232,7 +234,9 @@ async def run_pipeline(
     checked = await preflight(settings, stages, entries, probe_providers=probe)
     engine = await open_store(settings)
     processes = process_count(settings, stages)
-    res = RunResources(settings, engine, part=(0, processes))
+    # The run's processes share encoded tiles through a folder of their own.
+    images_dir = Path(tempfile.mkdtemp(prefix="pathgen-tiles-")) if processes > 1 else None
+    res = RunResources(settings, engine, part=(0, processes), images_dir=images_dir)
     res.preload(settings.model, checked.clip)
     try:
         previous = await reselect.stored_settings(engine, run_id) if "select" in redo else None
@@ -290,6 +294,7 @@ async def run_pipeline(
             spread_stages(settings, stages),
             count=processes,
             grace_s=grace_s,
+            images_dir=images_dir,
         )
         stopping = asyncio.create_task(_signal_on(stop, helpers.signal_stop))
         try:
@@ -313,6 +318,8 @@ async def run_pipeline(
     finally:
         await res.aclose()
         await engine.dispose()
+        if images_dir is not None:
+            shutil.rmtree(images_dir, ignore_errors=True)
 
 
 async def _signal_on(event: asyncio.Event, callback: Callable[[], None]) -> None:
@@ -351,17 +358,19 @@ async def run_worker(
     grace_s: float = 30.0,
     probe: bool = False,
     part: tuple[int, int] = (0, 1),
+    images_dir: Path | None = None,
 ) -> WorkerSummary:
     """Claim and process items of ``stages`` (any run, or one run) until stopped.
 
     The runs with work waiting in ``stages`` (or ``run_id``) are checked first, each with
     its stored settings (:func:`.preflight.preflight`). ``part`` = (index, count): this
-    worker is one of ``count`` processes sharing the stages' limits.
+    worker is one of ``count`` processes sharing the stages' limits (and encoded tiles,
+    through ``images_dir``).
     """
     settings = _absolute_paths(settings)
     stop = stop or asyncio.Event()
     engine = await open_store(settings)
-    res = RunResources(settings, engine, part=part)
+    res = RunResources(settings, engine, part=part, images_dir=images_dir)
     try:
         await _check_pending(res, stages, run_id, probe)
         budget = None

@@ -33,6 +33,8 @@ class Resources:
     #: Clients by stage and the id of its settings object when that is one of
     #: ``settings`` (the hot path: no settings dump per call).
     _stage_clients: dict[tuple[str, int], Any] = field(default_factory=dict)
+    #: Where the processes of a run on this machine share encoded tiles (None: not shared).
+    images_dir: Path | None = None
 
     @property
     def few_shot(self) -> Any:
@@ -64,7 +66,7 @@ class Resources:
         if self._images is None:
             from pathgen.runs.tile_images import TileImages
 
-            self._images = TileImages(self.slides, threads=4)
+            self._images = TileImages(self.slides, threads=4, shared_dir=self.images_dir)
         return self._images
 
     async def clip(self) -> Any:
@@ -162,13 +164,19 @@ class RunResources:
     the database URL and data directory are this worker's own (shared storage).
     A model the preflight loaded is handed over with :meth:`preload`. A process that is
     one of ``part = (index, count)`` sharing the run's caption stages gets its share of
-    each stage's limits (:func:`pathgen.runs.shares.share`).
+    each stage's limits (:func:`pathgen.runs.shares.share`); such processes share encoded
+    tiles through ``images_dir``.
     """
 
     def __init__(
-        self, settings: Settings, engine: AsyncEngine, part: tuple[int, int] = (0, 1)
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        part: tuple[int, int] = (0, 1),
+        images_dir: Path | None = None,
     ) -> None:
         self._part = part
+        self.images_dir = images_dir
         self.settings = share(settings, *part)
         self.engine = engine
         self._preloaded: list[tuple[ModelSettings, Any]] = []
@@ -219,7 +227,7 @@ class RunResources:
                     self._retired.append((run_id, self._by_run.pop(run_id)))
                 self._configs[run_id] = config
                 settings = self._with_local(config)
-                res = Resources(settings, self.engine)
+                res = Resources(settings, self.engine, images_dir=self.images_dir)
                 res._clip = next((c for m, c in self._preloaded if m == settings.model), None)
                 self._by_run[run_id] = res
             return self._by_run[run_id]

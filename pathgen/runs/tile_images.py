@@ -12,6 +12,12 @@ tile come after those of every tile described meanwhile, so the cache must span 
 (thousands of tiles when the client is busy: at 1,024 tiles, 2.15 reads per tile were
 measured on ``bench_pipeline``).
 
+The processes of one run on one machine (``pathgen run`` and its caption processes) share
+their encoded tiles through ``shared_dir``: each encoded tile is also written there (one
+file per tile, renamed into place whole), a process that misses its own cache looks there
+before reading the slide, and each process deletes the oldest files it wrote beyond
+``max_bytes``.
+
 Example::
 
     images = TileImages(SlideCache(max_open=16), threads=4)
@@ -21,8 +27,11 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pathgen.llm.base import ImagePart
@@ -40,21 +49,62 @@ class TileImages:
     """Encoded tile images: bounded thread pool, byte-bounded cache, one read per tile."""
 
     def __init__(
-        self, slides: SlideCache, *, threads: int = 4, max_bytes: int = CACHE_BYTES
+        self,
+        slides: SlideCache,
+        *,
+        threads: int = 4,
+        max_bytes: int = CACHE_BYTES,
+        shared_dir: Path | None = None,
     ) -> None:
         self.slides = slides
         self.max_bytes = max_bytes
+        self.shared_dir = shared_dir
         self._bytes = 0
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tile-image")
         self._cache: OrderedDict[Key, ImagePart] = OrderedDict()
-        self._pending: dict[Key, asyncio.Future[ImagePart]] = {}
-        #: Tiles read and encoded (the rest came from the cache).
+        self._pending: dict[Key, asyncio.Future[tuple[ImagePart, bool]]] = {}
+        self._written: OrderedDict[Path, int] = OrderedDict()  # files of ``shared_dir``
+        self._written_bytes = 0
+        #: Tiles read from their slide and encoded here.
         self.reads = 0
+        #: Tiles another process had encoded (found in ``shared_dir``).
+        self.shared_hits = 0
 
     def _encode(self, key: Key) -> ImagePart:
         path, x, y, size, tile_px, max_side = key
         image = read_tile(self.slides.get(path), x, y, size, tile_px)
         return encode_image(image, max_side=max_side)
+
+    def _file(self, key: Key) -> Path:
+        assert self.shared_dir is not None
+        return self.shared_dir / (hashlib.sha1(repr(key).encode()).hexdigest() + ".jpg")
+
+    def _load(self, key: Key) -> tuple[ImagePart, bool]:
+        """The tile's part (in a pool thread), and whether another process had made it."""
+        if self.shared_dir is None:
+            return self._encode(key), False
+        file = self._file(key)
+        try:
+            return ImagePart(jpeg=file.read_bytes()), True
+        except FileNotFoundError:
+            pass
+        part = self._encode(key)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(part.jpeg)
+            os.replace(tmp, file)
+        except OSError:  # a full or removed folder: this process still has the part
+            tmp.unlink(missing_ok=True)
+        return part, False
+
+    def _wrote(self, key: Key, size: int) -> None:
+        """Account for the file this process wrote; delete its oldest beyond the bound."""
+        self._written[self._file(key)] = size
+        self._written_bytes += size
+        while self._written_bytes > self.max_bytes and len(self._written) > 1:
+            file, old = self._written.popitem(last=False)
+            self._written_bytes -= old
+            file.unlink(missing_ok=True)
 
     async def get(
         self, path: str, x: int, y: int, size: int, tile_px: int, *, max_side: int
@@ -67,15 +117,20 @@ class TileImages:
             return part
         pending = self._pending.get(key)
         if pending is not None:
-            return await asyncio.shield(pending)
+            return (await asyncio.shield(pending))[0]
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[ImagePart] = loop.run_in_executor(self._pool, self._encode, key)
+        future = loop.run_in_executor(self._pool, self._load, key)
         self._pending[key] = future
         try:
-            part = await asyncio.shield(future)
+            part, shared = await asyncio.shield(future)
         finally:
             self._pending.pop(key, None)
-        self.reads += 1
+        if shared:
+            self.shared_hits += 1
+        else:
+            self.reads += 1
+            if self.shared_dir is not None:
+                self._wrote(key, len(part.jpeg))
         if key not in self._cache:
             self._cache[key] = part
             self._bytes += len(part.jpeg)
